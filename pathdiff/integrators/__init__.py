@@ -1,0 +1,26 @@
+"""pathdiff integrator plugins and their registration with Mitsuba."""
+
+from __future__ import annotations
+
+import mitsuba as mi
+
+from .ad import ADPathIntegrator
+from .path import PathIntegrator
+from .prb import PRBIntegrator
+
+PLUGINS = {
+    "pathdiff_path": PathIntegrator,
+    "pathdiff_ad": ADPathIntegrator,
+    "pathdiff_prb": PRBIntegrator,
+}
+
+
+def plugin_name(name: str) -> str:
+    """Map a short name (``prb``) to its plugin name (``pathdiff_prb``); others unchanged."""
+    return f"pathdiff_{name}" if f"pathdiff_{name}" in PLUGINS else name
+
+
+def register() -> None:
+    """Register every ``pathdiff_*`` plugin with Mitsuba for the current variant."""
+    for name, cls in PLUGINS.items():
+        mi.register_integrator(name, lambda props, cls=cls: cls(props))

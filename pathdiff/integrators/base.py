@@ -1,0 +1,172 @@
+"""The one path loop shared by every pathdiff integrator.
+
+A unidirectional path tracer with next-event estimation (NEE), multiple importance sampling
+(MIS, power 1 / balance heuristic) and Russian roulette. The same ``@dr.syntax`` loop runs in
+three regimes, chosen by the AD mode and the integrator:
+
+* **primal** (``mode == Primal``): plain path tracing under ``dr.suspend_grad``; returns the
+  radiance ``L`` of each camera sample (also handed to the replay as its state).
+* **replay** (``Forward``/``Backward`` with the primal ``L`` as ``state_in``): path replay
+  backpropagation. The path is traced again with the same random numbers; loop state stays
+  detached and at each vertex the *attached* local contribution
+
+  .. math:: L_o = L_e + L_{dir} + L_{rem} \\, \\frac{f_s}{\\operatorname{detach}(f_s)}
+
+  is differentiated within the iteration (``dr.forward_to`` / ``dr.backward_from(δL·Lo)``),
+  where ``L_rem`` is the radiance the primal path gathered after this vertex.
+* **attached** (``self.attached``): the loop is run with gradients enabled and the AD graph
+  spans all iterations (the ``pathdiff_ad`` baseline; memory grows with depth).
+
+Sampling is detached in every regime: directions do not depend on θ, so only the integrand
+values ``f/pdf`` (with a detached pdf) are differentiated. Subclasses pick the regime and add
+boundary terms around this loop; they never copy it.
+"""
+
+from __future__ import annotations
+
+import drjit as dr
+import mitsuba as mi
+from mitsuba.ad.integrators.common import RBIntegrator
+
+
+def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
+    """Balance heuristic ``pdf_a / (pdf_a + pdf_b)``, 0 where both vanish."""
+    total = pdf_a + pdf_b
+    return dr.detach(dr.select(total > 0, pdf_a / total, 0))
+
+
+class PathLoopIntegrator(RBIntegrator):
+    """Base of the ``pathdiff_*`` plugins: options and the shared path loop.
+
+    Options: ``max_depth`` (-1 = unbounded; 1 = emitters seen directly), ``rr_depth``
+    (depth at which Russian roulette starts) and ``hide_emitters`` (emitters seen directly
+    by the camera are black).
+    """
+
+    #: run the loop with attached state across iterations (``pathdiff_ad``)
+    attached = False
+
+    def __init__(self, props: mi.Properties):
+        super().__init__(props)
+        self.hide_emitters = props.get("hide_emitters", False)
+        self.options = {
+            "max_depth": props.get("max_depth", 6),
+            "rr_depth": self.rr_depth,
+            "hide_emitters": self.hide_emitters,
+        }
+
+    def to_string(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{type(self).__name__}[{opts}]"
+
+    @dr.syntax
+    def sample(
+        self,
+        mode: dr.ADMode,
+        scene: mi.Scene,
+        sampler: mi.Sampler,
+        ray: mi.Ray3f,
+        δL: mi.Spectrum | None = None,
+        state_in: mi.Spectrum | None = None,
+        active: mi.Bool = True,
+        **kwargs,
+    ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        primal = mode == dr.ADMode.Primal
+        attached = self.attached and not primal
+        replay = not primal and not attached
+        grad = not primal  # evaluate integrand values with gradients attached
+
+        ctx = mi.BSDFContext()
+        ray = mi.Ray3f(dr.detach(ray))
+        depth = mi.UInt32(0)
+        L = mi.Spectrum(0 if state_in is None or not replay else state_in)
+        δL_fwd = mi.Spectrum(0)  # forward-mode accumulator of the replay
+        β = mi.Spectrum(1)
+        η = mi.Float(1)
+        active = mi.Bool(active)
+        valid = mi.Bool(False)
+        prev_si = dr.zeros(mi.Interaction3f)
+        prev_bsdf_pdf = mi.Float(1)
+        prev_bsdf_delta = mi.Bool(True)
+
+        loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
+        while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
+            # ---- Intersection (ray-attached in the derivative passes) -------------------
+            with dr.resume_grad(when=grad):
+                si = scene.ray_intersect(
+                    ray, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
+                )
+
+            # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
+            ds = mi.DirectionSample3f(scene, si=si, ref=prev_si)
+            em_pdf = scene.pdf_emitter_direction(prev_si, ds, active & ~prev_bsdf_delta)
+            w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
+            if dr.hint(self.hide_emitters, mode="scalar"):
+                w_bsdf = dr.select(depth == 0, 0, w_bsdf)
+            with dr.resume_grad(when=grad):
+                Le = β * w_bsdf * ds.emitter.eval(si, active)
+
+            active_next = active & si.is_valid() & (depth + 1 < self.max_depth)
+            valid |= active & si.is_valid()
+            bsdf = si.bsdf(ray)
+
+            # ---- Next-event estimation (detached sample, attached value) ---------------
+            active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
+            ds, em_weight = scene.sample_emitter_direction(si, sampler.next_2d(), True, active_em)
+            active_em &= ds.pdf != 0
+            with dr.resume_grad(when=grad):
+                if dr.hint(grad, mode="scalar"):
+                    ds.d = dr.normalize(ds.p - si.p)
+                    em_val = scene.eval_emitter_direction(si, ds, active_em)
+                    em_weight = dr.replace_grad(em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0))
+                wo = si.to_local(ds.d)
+
+                u1, u2 = sampler.next_1d(), sampler.next_2d()
+                bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
+                w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
+                L_dir = β * w_em * bsdf_val * em_weight
+
+            # ---- BSDF sampling (detached) ---------------------------------------------
+            bs, bsdf_weight = bsdf.sample(ctx, dr.detach(si), u1, u2, active_next)
+            bsdf_weight = dr.detach(bsdf_weight)
+            ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
+
+            # ---- Differentiate this vertex --------------------------------------------
+            if dr.hint(grad, mode="scalar"):
+                with dr.resume_grad():
+                    f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
+                    ratio = dr.replace_grad(
+                        mi.Spectrum(1), dr.select(dr.detach(f) != 0, f / dr.detach(f), 0)
+                    )
+                    if dr.hint(attached, mode="scalar"):
+                        L = L + Le + L_dir
+                        β = β * bsdf_weight * ratio
+                    else:
+                        L = L - dr.detach(Le) - dr.detach(L_dir)
+                        Lo = Le + L_dir + L * ratio
+                        if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
+                            dr.backward_from(δL * Lo)
+                        else:
+                            δL_fwd += dr.forward_to(Lo)
+            else:
+                L = L + Le + L_dir
+
+            # ---- Russian roulette and loop update ---------------------------------------
+            if dr.hint(not attached, mode="scalar"):
+                β *= bsdf_weight
+            η *= dr.detach(bs.eta)
+            β_max = dr.max(dr.detach(β))
+            rr_active = depth >= self.rr_depth
+            rr_prob = dr.minimum(β_max * dr.square(η), 0.95)
+            β[rr_active] *= dr.rcp(rr_prob)
+            rr_continue = sampler.next_1d() < rr_prob
+            active = active_next & (~rr_active | rr_continue) & (β_max != 0)
+
+            prev_si = mi.Interaction3f(dr.detach(si))
+            prev_bsdf_pdf = dr.detach(bs.pdf)
+            prev_bsdf_delta = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
+            depth += 1
+
+        if dr.hint(replay and mode == dr.ADMode.Forward, mode="scalar"):
+            return δL_fwd, valid, [], L
+        return L, valid, [], L

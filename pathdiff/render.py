@@ -1,0 +1,164 @@
+"""Rendering and differentiation entry points: ``render``, ``derivative``, ``gradient``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+from .integrators import PLUGINS, plugin_name
+from .losses import get_loss
+from .scene import ParamSpec, resolve_param
+
+#: options every pathdiff integrator understands, inherited from the scene's integrator
+COMMON_OPTIONS = ("max_depth", "rr_depth", "hide_emitters")
+
+
+def scene_integrator_options(scene: mi.Scene) -> dict:
+    """``max_depth``/``rr_depth``/``hide_emitters`` of the scene's own integrator, if known."""
+    integ = scene.integrator()
+    if integ is None:
+        return {}
+    if hasattr(integ, "options"):
+        return dict(integ.options)
+    opts = {}
+    for key in COMMON_OPTIONS:
+        m = re.search(rf"{key}\s*=\s*(-?\d+|true|false)", integ.to_string())
+        if m:
+            v = m.group(1)
+            opts[key] = v == "true" if v in ("true", "false") else int(v)
+    if opts.get("max_depth") == 0xFFFFFFFF:
+        opts["max_depth"] = -1
+    return opts
+
+
+def make_integrator(
+    scene: mi.Scene, integrator: str | mi.Integrator | None = None, **opts
+) -> mi.Integrator:
+    """The integrator to use: an instance, a name (``prb``, ``pathdiff_prb``, ``path``...) or
+    ``None`` for the scene's own. Named integrators inherit ``max_depth``, ``rr_depth`` and
+    ``hide_emitters`` from the scene's integrator; ``opts`` override them.
+
+    ``path`` means pathdiff's primal tracer; Mitsuba's own is ``mitsuba:path``.
+    """
+    if isinstance(integrator, mi.Integrator):
+        if opts:
+            raise ValueError("integrator options need an integrator name, not an instance")
+        return integrator
+    if integrator is None:
+        if not opts:
+            return scene.integrator()
+        integrator = type(scene.integrator()).__name__
+        names = {cls.__name__: name for name, cls in PLUGINS.items()}
+        if integrator not in names:
+            raise ValueError("pass integrator=NAME to override the scene integrator's options")
+        integrator = names[integrator]
+    if integrator.startswith("mitsuba:"):
+        name = integrator.removeprefix("mitsuba:")
+    else:
+        name = plugin_name(integrator)
+    inherited = {k: v for k, v in scene_integrator_options(scene).items() if k in COMMON_OPTIONS}
+    props = {"type": name, **inherited, **opts}
+    try:
+        return mi.load_dict(props)
+    except Exception as e:
+        raise ValueError(f"cannot create integrator {integrator!r}: {str(e).splitlines()[0]}") from e
+
+
+def render(
+    scene: mi.Scene,
+    integrator: str | mi.Integrator | None = None,
+    spp: int = 0,
+    seed: int = 0,
+    sensor: int = 0,
+    **opts,
+) -> np.ndarray:
+    """Render ``scene`` and return the linear image as an ``(H, W, C)`` float32 array."""
+    integ = make_integrator(scene, integrator, **opts)
+    with dr.suspend_grad():
+        img = mi.render(scene, integrator=integ, spp=spp, seed=seed, sensor=sensor)
+    return np.array(img, dtype=np.float32)
+
+
+def _as_spec(scene: mi.Scene, spec: str | ParamSpec) -> ParamSpec:
+    return resolve_param(scene, spec) if isinstance(spec, str) else spec
+
+
+def derivative(
+    scene: mi.Scene,
+    spec: str | ParamSpec,
+    integrator: str | mi.Integrator | None = "prb",
+    spp: int = 0,
+    seed: int = 0,
+    sensor: int = 0,
+    **opts,
+) -> np.ndarray:
+    """Forward-mode derivative image ``dI/dθ`` for the scalar θ named by a ParamSpec.
+
+    The same ``seed`` drives the primal and the differential pass, so
+    ``derivative(..., seed=s)`` is the derivative of the estimator ``render(..., seed=s)``
+    (for interior estimators whose samples do not depend on θ).
+    """
+    spec = _as_spec(scene, spec)
+    integ = make_integrator(scene, integrator, **opts)
+    θ = mi.Float(0.0)
+    dr.enable_grad(θ)
+    try:
+        spec.bind(spec.params, θ)
+        dr.set_grad(θ, 1.0)
+        img = integ.render_forward(scene, params=θ, sensor=sensor, seed=seed, spp=spp)
+        return np.array(img, dtype=np.float32)
+    finally:
+        spec.reset(spec.params)
+
+
+def gradient(
+    scene: mi.Scene,
+    keys: Sequence[str | ParamSpec],
+    loss: str | Callable = "l2",
+    target: np.ndarray | None = None,
+    integrator: str | mi.Integrator | None = "prb",
+    spp: int = 0,
+    seed: int = 0,
+    sensor: int = 0,
+    **opts,
+) -> dict[str, np.ndarray]:
+    """Reverse-mode gradient of ``loss(render(θ), target)`` for each key.
+
+    A key is a ``mi.traverse`` key (the gradient has that parameter's shape) or a ParamSpec
+    for a scalar θ (e.g. ``occluder.translate.x``; the gradient is a scalar). ``loss`` is a
+    name (``l1``, ``l2``, ``rel_l2``, ``multiscale_l1``) or ``f(image, target) -> mi.Float``.
+    """
+    integ = make_integrator(scene, integrator, **opts)
+    loss_fn = get_loss(loss)
+    params = mi.traverse(scene)
+    specs, direct = {}, []
+    for key in keys:
+        name = key if isinstance(key, str) else key.name
+        if isinstance(key, str) and key in params:
+            direct.append(key)
+        else:
+            specs[name] = (_as_spec(scene, key), mi.Float(0.0))
+    try:
+        for key in direct:
+            dr.enable_grad(params[key])
+        params.update()
+        for spec, θ in specs.values():
+            dr.enable_grad(θ)
+            spec.bind(spec.params, θ)
+        img = mi.render(scene, params, integrator=integ, sensor=sensor, spp=spp, seed=seed)
+        tgt = mi.TensorXf(np.asarray(target, dtype=np.float32)) if target is not None else None
+        value = loss_fn(img, tgt)
+        dr.backward(value)
+        out = {key: np.array(dr.grad(params[key])) for key in direct}
+        out.update({name: np.array(dr.grad(θ))[0] for name, (_, θ) in specs.items()})
+        return out
+    finally:
+        for key in direct:
+            dr.disable_grad(params[key])
+        params.update()
+        for spec, _ in specs.values():
+            spec.reset(spec.params)
