@@ -24,6 +24,19 @@ else:
 
     integrators.register()
 
+__all__ = [
+    "BackendError",
+    "ParamSpec",
+    "derivative",
+    "finite_difference",
+    "gradient",
+    "list_params",
+    "load_scene",
+    "render",
+    "resolve_param",
+    "set_variant",
+]
+
 
 def set_variant(name: str) -> str:
     """Switch to another Mitsuba variant (e.g. ``cuda_ad_rgb``) and register the plugins there."""

@@ -55,7 +55,9 @@ def configure_llvm() -> str:
         return user
     usable = [(v, p) for v, p in find_llvm() if v >= MIN_LLVM]
     if not usable:
-        raise BackendError(f"no libLLVM >= {MIN_LLVM} found (Dr.Jit 1.5 crashes on 15/16); fix: {FIX}")
+        raise BackendError(
+            f"no libLLVM >= {MIN_LLVM} found (Dr.Jit 1.5 crashes on 15/16); fix: {FIX}"
+        )
     os.environ["DRJIT_LIBLLVM_PATH"] = usable[0][1]
     return usable[0][1]
 

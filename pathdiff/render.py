@@ -65,7 +65,9 @@ def make_integrator(
     try:
         return mi.load_dict(props)
     except Exception as e:
-        raise ValueError(f"cannot create integrator {integrator!r}: {str(e).splitlines()[0]}") from e
+        raise ValueError(
+            f"cannot create integrator {integrator!r}: {str(e).splitlines()[0]}"
+        ) from e
 
 
 def render(
@@ -108,7 +110,11 @@ def derivative(
     dr.enable_grad(θ)
     try:
         spec.bind(spec.params, θ)
+        # Push dθ = 1 into the scene parameters now: the integrator's AD scopes may not
+        # reach back across the θ -> parameter edges.
         dr.set_grad(θ, 1.0)
+        dr.enqueue(dr.ADMode.Forward, θ)
+        dr.traverse(dr.ADMode.Forward, dr.ADFlag.ClearEdges)
         img = integ.render_forward(scene, params=θ, sensor=sensor, seed=seed, spp=spp)
         return np.array(img, dtype=np.float32)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mitsuba as mi
 
 from .ad import ADPathIntegrator
+from .edge import EdgeIntegrator
 from .path import PathIntegrator
 from .prb import PRBIntegrator
 
@@ -12,6 +13,7 @@ PLUGINS = {
     "pathdiff_path": PathIntegrator,
     "pathdiff_ad": ADPathIntegrator,
     "pathdiff_prb": PRBIntegrator,
+    "pathdiff_edge": EdgeIntegrator,
 }
 
 

@@ -35,6 +35,36 @@ def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
     return dr.detach(dr.select(total > 0, pdf_a / total, 0))
 
 
+class RNGSampler:
+    """A per-lane PCG32 behind the ``next_1d``/``next_2d`` sampler interface.
+
+    Loop state of the replay for estimators that need random numbers the primal pass does
+    not draw (boundary samples); copying it replays the same numbers.
+    """
+
+    DRJIT_STRUCT = {"rng": mi.PCG32}
+
+    def __init__(self, rng: mi.PCG32 | None = None):
+        self.rng = rng if rng is not None else mi.PCG32()
+
+    @staticmethod
+    def from_ray(ray: mi.Ray3f, salt: int = 0) -> RNGSampler:
+        """Seed one generator per lane from the lane index and the (jittered) ray."""
+        n = dr.width(ray.d)
+        bits = dr.reinterpret_array(mi.UInt32, ray.d.x) ^ dr.reinterpret_array(mi.UInt32, ray.d.y)
+        s0, s1 = mi.sample_tea_32(dr.arange(mi.UInt32, n) ^ mi.UInt32(salt), bits)
+        return RNGSampler(mi.PCG32(n, mi.UInt64(s0) << 32 | mi.UInt64(s1)))
+
+    def copy(self) -> RNGSampler:
+        return RNGSampler(mi.PCG32(self.rng))
+
+    def next_1d(self, active: mi.Bool = True) -> mi.Float:
+        return self.rng.next_float32(active)
+
+    def next_2d(self, active: mi.Bool = True) -> mi.Point2f:
+        return mi.Point2f(self.rng.next_float32(active), self.rng.next_float32(active))
+
+
 class PathLoopIntegrator(RBIntegrator):
     """Base of the ``pathdiff_*`` plugins: options and the shared path loop.
 
@@ -55,6 +85,28 @@ class PathLoopIntegrator(RBIntegrator):
             "hide_emitters": self.hide_emitters,
         }
 
+    def has_vertex_term(self) -> bool:
+        """Whether :meth:`vertex_term` contributes (checked once per replay)."""
+        return False
+
+    def vertex_term(
+        self,
+        scene: mi.Scene,
+        si: mi.SurfaceInteraction3f,
+        bsdf: mi.BSDF,
+        β: mi.Spectrum,
+        depth: mi.UInt32,
+        rng: RNGSampler,
+        active: mi.Bool,
+    ) -> mi.Spectrum | None:
+        """Extra attached, zero-valued contribution at a path vertex during the replay.
+
+        Boundary estimators add their secondary-visibility term here. ``β`` is the detached
+        throughput up to ``si``, ``depth`` its depth (0 = seen by the camera) and ``rng`` is
+        independent of the path's sampler. ``None`` (the default) means no term.
+        """
+        return None
+
     def to_string(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
         return f"{type(self).__name__}[{opts}]"
@@ -69,8 +121,16 @@ class PathLoopIntegrator(RBIntegrator):
         δL: mi.Spectrum | None = None,
         state_in: mi.Spectrum | None = None,
         active: mi.Bool = True,
+        max_depth: int | mi.UInt32 | None = None,
+        camera: bool = True,
         **kwargs,
     ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        """Trace one path per lane (see the module docstring for the three regimes).
+
+        ``max_depth`` overrides the integrator's (per lane, for nested estimates of incident
+        radiance), and ``camera=False`` marks paths that do not start at the sensor, where
+        ``hide_emitters`` does not apply.
+        """
         primal = mode == dr.ADMode.Primal
         attached = self.attached and not primal
         replay = not primal and not attached
@@ -88,6 +148,9 @@ class PathLoopIntegrator(RBIntegrator):
         prev_si = dr.zeros(mi.Interaction3f)
         prev_bsdf_pdf = mi.Float(1)
         prev_bsdf_delta = mi.Bool(True)
+        max_depth = self.max_depth if max_depth is None else max_depth
+        has_vertex_term = replay and self.has_vertex_term()
+        rng = RNGSampler.from_ray(ray) if has_vertex_term else RNGSampler()
 
         loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
         while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
@@ -101,12 +164,12 @@ class PathLoopIntegrator(RBIntegrator):
             ds = mi.DirectionSample3f(scene, si=si, ref=prev_si)
             em_pdf = scene.pdf_emitter_direction(prev_si, ds, active & ~prev_bsdf_delta)
             w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
-            if dr.hint(self.hide_emitters, mode="scalar"):
+            if dr.hint(self.hide_emitters and camera, mode="scalar"):
                 w_bsdf = dr.select(depth == 0, 0, w_bsdf)
             with dr.resume_grad(when=grad):
                 Le = β * w_bsdf * ds.emitter.eval(si, active)
 
-            active_next = active & si.is_valid() & (depth + 1 < self.max_depth)
+            active_next = active & si.is_valid() & (depth + 1 < max_depth)
             valid |= active & si.is_valid()
             bsdf = si.bsdf(ray)
 
@@ -118,7 +181,9 @@ class PathLoopIntegrator(RBIntegrator):
                 if dr.hint(grad, mode="scalar"):
                     ds.d = dr.normalize(ds.p - si.p)
                     em_val = scene.eval_emitter_direction(si, ds, active_em)
-                    em_weight = dr.replace_grad(em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0))
+                    em_weight = dr.replace_grad(
+                        em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0)
+                    )
                 wo = si.to_local(ds.d)
 
                 u1, u2 = sampler.next_1d(), sampler.next_2d()
@@ -144,6 +209,8 @@ class PathLoopIntegrator(RBIntegrator):
                     else:
                         L = L - dr.detach(Le) - dr.detach(L_dir)
                         Lo = Le + L_dir + L * ratio
+                        if dr.hint(has_vertex_term, mode="scalar"):
+                            Lo += self.vertex_term(scene, si, bsdf, β, depth, rng, active_next)
                         if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
                             dr.backward_from(δL * Lo)
                         else:
