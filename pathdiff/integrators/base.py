@@ -29,6 +29,11 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator
 
 
+def _relative(f: mi.Spectrum) -> mi.Spectrum:
+    """Value 1, derivative ∂f/f (0 where f vanishes)."""
+    return dr.replace_grad(mi.Spectrum(1), dr.select(dr.detach(f) != 0, f / dr.detach(f), 0))
+
+
 def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
     """Balance heuristic ``pdf_a / (pdf_a + pdf_b)``, 0 where both vanish."""
     total = pdf_a + pdf_b
@@ -84,6 +89,19 @@ class PathLoopIntegrator(RBIntegrator):
             "rr_depth": self.rr_depth,
             "hide_emitters": self.hide_emitters,
         }
+
+    def reparameterizes(self) -> bool:
+        """Whether the replay reparameterizes its rays with :meth:`reparam_ray`."""
+        return False
+
+    def reparam_ray(
+        self, scene: mi.Scene, rng: RNGSampler, ray: mi.Ray3f, depth: mi.UInt32, active: mi.Bool
+    ) -> tuple[mi.Ray3f, mi.Float]:
+        """Reparameterize ``ray`` (detached) so that visibility discontinuities stay fixed in
+        the sample space: returns the attached ray (same value) and the Jacobian
+        determinant of the warp (value 1). ``depth == 0`` marks camera rays; the caller
+        traces the result, and also uses this for shadow rays. Identity by default."""
+        return ray, mi.Float(1)
 
     def has_vertex_term(self) -> bool:
         """Whether :meth:`vertex_term` contributes (checked once per replay)."""
@@ -145,23 +163,27 @@ class PathLoopIntegrator(RBIntegrator):
         η = mi.Float(1)
         active = mi.Bool(active)
         valid = mi.Bool(False)
-        prev_si = dr.zeros(mi.Interaction3f)
+        reparam = replay and self.reparameterizes()
+        prev_si = dr.zeros(mi.SurfaceInteraction3f if reparam else mi.Interaction3f)
         prev_bsdf_pdf = mi.Float(1)
         prev_bsdf_delta = mi.Bool(True)
         max_depth = self.max_depth if max_depth is None else max_depth
         has_vertex_term = replay and self.has_vertex_term()
-        rng = RNGSampler.from_ray(ray) if has_vertex_term else RNGSampler()
+        rng = RNGSampler.from_ray(ray) if has_vertex_term or reparam else RNGSampler()
 
         loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
         while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
             # ---- Intersection (ray-attached in the derivative passes) -------------------
             with dr.resume_grad(when=grad):
+                ray_att, det = ray, mi.Float(1)
+                if dr.hint(reparam, mode="scalar"):
+                    ray_att, det = self.reparam_ray(scene, rng, ray, depth, active)
                 si = scene.ray_intersect(
-                    ray, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
+                    ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
                 )
 
             # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
-            ds = mi.DirectionSample3f(scene, si=si, ref=prev_si)
+            ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))
             em_pdf = scene.pdf_emitter_direction(prev_si, ds, active & ~prev_bsdf_delta)
             w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
             if dr.hint(self.hide_emitters and camera, mode="scalar"):
@@ -181,6 +203,17 @@ class PathLoopIntegrator(RBIntegrator):
                 if dr.hint(grad, mode="scalar"):
                     ds.d = dr.normalize(ds.p - si.p)
                     em_val = scene.eval_emitter_direction(si, ds, active_em)
+                    if dr.hint(reparam, mode="scalar"):
+                        # Trace the reparameterized shadow ray: visibility follows the edges.
+                        active_area = active_em & ~ds.delta
+                        ray_em = dr.detach(si).spawn_ray(dr.detach(ds.d))
+                        ray_em, det_em = self.reparam_ray(
+                            scene, rng, ray_em, depth + 1, active_area
+                        )
+                        si_em = scene.ray_intersect(ray_em, mi.RayFlags.All, False, active_area)
+                        Le_em = si_em.emitter(scene).eval(si_em, active_area) * det_em
+                        em_val = dr.select(ds.delta, em_val, Le_em)
+                        ds.d = ray_em.d
                     em_weight = dr.replace_grad(
                         em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0)
                     )
@@ -199,16 +232,25 @@ class PathLoopIntegrator(RBIntegrator):
             # ---- Differentiate this vertex --------------------------------------------
             if dr.hint(grad, mode="scalar"):
                 with dr.resume_grad():
-                    f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
-                    ratio = dr.replace_grad(
-                        mi.Spectrum(1), dr.select(dr.detach(f) != 0, f / dr.detach(f), 0)
-                    )
+                    if dr.hint(reparam, mode="scalar"):
+                        # The BSDF of the previous vertex along the reparameterized ray that
+                        # reached this one, times the warp's Jacobian determinant.
+                        f = prev_si.bsdf().eval(
+                            ctx, prev_si, prev_si.to_local(ray_att.d), active & (depth > 0)
+                        )
+                        ratio = det * dr.select(depth > 0, _relative(f), 1)
+                        Lo = Le + L_dir + L * ratio
+                        L = L - dr.detach(Le) - dr.detach(L_dir)
+                    else:
+                        f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
+                        ratio = _relative(f)
                     if dr.hint(attached, mode="scalar"):
                         L = L + Le + L_dir
                         β = β * bsdf_weight * ratio
-                    else:
+                    elif dr.hint(not reparam, mode="scalar"):
                         L = L - dr.detach(Le) - dr.detach(L_dir)
                         Lo = Le + L_dir + L * ratio
+                    if dr.hint(replay, mode="scalar"):
                         if dr.hint(has_vertex_term, mode="scalar"):
                             Lo += self.vertex_term(scene, si, bsdf, β, depth, rng, active_next)
                         if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
@@ -229,7 +271,7 @@ class PathLoopIntegrator(RBIntegrator):
             rr_continue = sampler.next_1d() < rr_prob
             active = active_next & (~rr_active | rr_continue) & (β_max != 0)
 
-            prev_si = mi.Interaction3f(dr.detach(si))
+            prev_si = type(prev_si)(dr.detach(si))
             prev_bsdf_pdf = dr.detach(bs.pdf)
             prev_bsdf_delta = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
             depth += 1
