@@ -1,0 +1,224 @@
+"""Scenes: loading Mitsuba XML, listing differentiable parameters, ParamSpec resolution.
+
+A *ParamSpec* names a scalar θ (θ = 0 is the scene as loaded):
+
+* ``KEY``: a ``mi.traverse`` key; every component moves by θ (all channels of a colour,
+  every texel of a texture);
+* ``KEY[i]``: component ``i`` of the flattened parameter;
+* ``SHAPE.translate.x|y|z``, ``SHAPE.rotate.x|y|z`` (degrees, about the vertex centroid,
+  world axes), ``SHAPE.scale`` (factor ``1 + θ`` about the centroid): a rigid motion of the
+  vertices (and normals) of the triangle mesh with XML id ``SHAPE``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import drjit as dr
+import mitsuba as mi
+
+
+class SceneError(RuntimeError):
+    """A problem with the user's scene or parameter names; the message is one line."""
+
+
+def load_scene(
+    path: str | os.PathLike, res: int | None = None, spp: int | None = None, **xml_params
+) -> mi.Scene:
+    """Load a Mitsuba XML scene; ``res``, ``spp`` and ``xml_params`` set its ``$`` defaults.
+
+    Shapes and BSDFs are not merged (``optimize=False``) so that every XML id stays a
+    parameter key.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SceneError(f"scene file not found: {path}")
+    try:
+        ET.parse(path)
+    except ET.ParseError as e:
+        line, col = e.position
+        raise SceneError(f"malformed XML in {path}, line {line}, column {col}: {e.msg}") from e
+    if res is not None:
+        xml_params["res"] = res
+    if spp is not None:
+        xml_params["spp"] = spp
+    xml_params = {
+        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in xml_params.items()
+    }
+    try:
+        return mi.load_file(path, optimize=False, **xml_params)
+    except Exception as e:
+        raise SceneError(f"cannot load {path}: {_first_line(e)}") from e
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    msg = lines[-1] if lines else type(e).__name__
+    return re.sub(r"^\[[^\]]*\]\s*", "", msg)
+
+
+def _differentiable(params: mi.SceneParameters, key: str) -> bool:
+    return not (params.flags(key) & int(mi.ParamFlags.NonDifferentiable))
+
+
+def _size(value) -> int:
+    return (
+        int(dr.prod(value.shape))
+        if isinstance(value, mi.TensorXf)
+        else dr.width(value) * (len(value) if dr.depth_v(value) > 1 else 1)
+    )
+
+
+def list_params(scene: mi.Scene) -> list[tuple[str, str, int]]:
+    """Differentiable parameters as ``(key, type name, number of scalar components)``."""
+    params = mi.traverse(scene)
+    out = []
+    for key in params.keys():
+        if not _differentiable(params, key):
+            continue
+        value = params[key]
+        if not dr.is_array_v(value) or _size(value) == 0:
+            continue
+        out.append((key, type(value).__name__, _size(value)))
+    return out
+
+
+def rigid_specs(scene: mi.Scene) -> list[str]:
+    """The rigid-motion ParamSpecs available for the scene's triangle meshes."""
+    out = []
+    for shape in scene.shapes():
+        if shape.is_mesh() and shape.id():
+            out += [f"{shape.id()}.translate.{a}" for a in "xyz"]
+            out += [f"{shape.id()}.rotate.{a}" for a in "xyz"]
+            out.append(f"{shape.id()}.scale")
+    return out
+
+
+@dataclass
+class ParamSpec:
+    """A scalar θ bound into scene parameters: ``bind(params, θ)`` writes base + change(θ)."""
+
+    name: str
+    kind: str
+    keys: list[str]
+    params: mi.SceneParameters
+    base: dict = field(repr=False)
+    change: object = field(repr=False)  # (θ) -> {key: value}
+
+    def bind(self, params: mi.SceneParameters, theta: mi.Float) -> None:
+        """Write the parameters at θ (attached to θ if it carries gradients) and update."""
+        for key, value in self.change(mi.Float(theta)).items():
+            params[key] = value
+        params.update()
+
+    def reset(self, params: mi.SceneParameters) -> None:
+        """Restore the values captured when the spec was resolved."""
+        for key, value in self.base.items():
+            params[key] = type(value)(value)
+        params.update()
+
+
+def _kind(params: mi.SceneParameters, key: str) -> str:
+    value = params[key]
+    if "emitter" in key or re.search(r"\.(radiance|intensity|irradiance|scale)\b", key):
+        return "emitter"
+    if isinstance(value, mi.TensorXf):
+        return "texture"
+    if key.endswith(("vertex_positions", "to_world")):
+        return "geometry"
+    return "material" if "." in key else "other"
+
+
+def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
+    """Resolve a ParamSpec string (see the module docstring) against ``scene``."""
+    params = mi.traverse(scene)
+    m = re.fullmatch(r"(.+)\.(translate|rotate)\.([xyz])|(.+)\.(scale)", spec)
+    if m and spec not in params:
+        shape_id = m.group(1) or m.group(4)
+        motion = m.group(2) or m.group(5)
+        return _rigid(scene, params, spec, shape_id, motion, m.group(3))
+    key, index = spec, None
+    m = re.fullmatch(r"(.+)\[(\d+)\]", spec)
+    if m:
+        key, index = m.group(1), int(m.group(2))
+    if key not in params:
+        candidates = list(params.keys()) + rigid_specs(scene)
+        near = difflib.get_close_matches(spec, candidates, n=5, cutoff=0.5)
+        if not near:
+            head = spec.split(".")[0]
+            near = [c for c in candidates if c.split(".")[0] == head][:5]
+        hint = f"; did you mean: {', '.join(near)}" if near else ""
+        raise SceneError(f"unknown parameter {spec!r}{hint}")
+    if not _differentiable(params, key):
+        raise SceneError(f"parameter {key!r} is not differentiable")
+    value = params[key]
+    base = type(value)(dr.detach(value))
+    size = _size(value)
+    if index is not None and not 0 <= index < size:
+        raise SceneError(f"index {index} out of range for {key!r} ({size} components)")
+
+    def change(θ: mi.Float) -> dict:
+        if index is None:
+            return {key: base + θ}
+        if isinstance(base, mi.TensorXf):
+            flat = dr.scatter_add(dr.zeros(mi.Float, size), θ, mi.UInt32(index))
+            return {key: base + mi.TensorXf(flat, base.shape)}
+        if dr.depth_v(base) > 1:  # e.g. Color3f: one channel of every entry
+            unit = [θ if i == index else mi.Float(0) for i in range(len(base))]
+            return {key: base + type(base)(*unit)}
+        flat = dr.scatter_add(dr.zeros(mi.Float, size), θ, mi.UInt32(index))
+        return {key: base + flat}
+
+    return ParamSpec(spec, _kind(params, key), [key], params, {key: base}, change)
+
+
+def _rigid(scene, params, spec, shape_id, motion, axis) -> ParamSpec:
+    shapes = {s.id(): s for s in scene.shapes()}
+    if shape_id not in shapes:
+        near = difflib.get_close_matches(shape_id, list(shapes), n=5, cutoff=0.4)
+        hint = f"; shapes: {', '.join(near or sorted(k for k in shapes if k))}"
+        raise SceneError(f"unknown shape {shape_id!r} in {spec!r}{hint}")
+    shape = shapes[shape_id]
+    if not shape.is_mesh():
+        kind = type(shape).__name__.lower()
+        raise SceneError(
+            f"{shape_id} is a {kind}, not a triangle mesh: rigid ParamSpecs need a mesh "
+            "(use a PLY/OBJ shape)"
+        )
+    kp, kn = f"{shape_id}.vertex_positions", f"{shape_id}.vertex_normals"
+    P = dr.unravel(mi.Point3f, dr.detach(params[kp]))
+    c = mi.Point3f(dr.mean(P.x), dr.mean(P.y), dr.mean(P.z))
+    has_n = kn in params and dr.width(params[kn]) > 0
+    N = dr.unravel(mi.Vector3f, dr.detach(params[kn])) if has_n else None
+    ax = mi.Vector3f([float(a == axis) for a in "xyz"]) if axis else None
+
+    def change(θ: mi.Float) -> dict:
+        if motion == "translate":
+            return {kp: dr.ravel(P + ax * θ)}
+        if motion == "scale":
+            return {kp: dr.ravel(c + (P - c) * (1 + θ))}
+        rot = _rotation(ax, θ)
+        out = {kp: dr.ravel(c + rot(P - c))}
+        if has_n:
+            out[kn] = dr.ravel(rot(N))
+        return out
+
+    base = {kp: mi.Float(dr.detach(params[kp]))}
+    if has_n:
+        base[kn] = mi.Float(dr.detach(params[kn]))
+    return ParamSpec(spec, "geometry", list(base), params, base, change)
+
+
+def _rotation(axis: mi.Vector3f, degrees: mi.Float):
+    """Rodrigues rotation ``v -> v cosφ + (a×v) sinφ + a (a·v)(1 − cosφ)`` (AD-friendly)."""
+    φ = dr.deg2rad(degrees)
+    s, c = dr.sin(φ), dr.cos(φ)
+
+    def rot(v: mi.Vector3f) -> mi.Vector3f:
+        return v * c + dr.cross(axis, v) * s + axis * dr.dot(axis, v) * (1 - c)
+
+    return rot
