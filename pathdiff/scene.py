@@ -164,13 +164,12 @@ def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
     def change(θ: mi.Float) -> dict:
         if index is None:
             return {key: base + θ}
+        flat = dr.select(dr.arange(mi.UInt32, size) == index, θ, 0)
         if isinstance(base, mi.TensorXf):
-            flat = dr.scatter_add(dr.zeros(mi.Float, size), θ, mi.UInt32(index))
             return {key: base + mi.TensorXf(flat, base.shape)}
         if dr.depth_v(base) > 1:  # e.g. Color3f: one channel of every entry
             unit = [θ if i == index else mi.Float(0) for i in range(len(base))]
             return {key: base + type(base)(*unit)}
-        flat = dr.scatter_add(dr.zeros(mi.Float, size), θ, mi.UInt32(index))
         return {key: base + flat}
 
     return ParamSpec(spec, _kind(params, key), [key], params, {key: base}, change)

@@ -197,7 +197,10 @@ class PathLoopIntegrator(RBIntegrator):
 
             # ---- Next-event estimation (detached sample, attached value) ---------------
             active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
-            ds, em_weight = scene.sample_emitter_direction(si, sampler.next_2d(), True, active_em)
+            with dr.suspend_grad():  # detached sampling in every regime
+                ds, em_weight = scene.sample_emitter_direction(
+                    si, sampler.next_2d(), True, active_em
+                )
             active_em &= ds.pdf != 0
             with dr.resume_grad(when=grad):
                 if dr.hint(grad, mode="scalar"):
@@ -225,8 +228,8 @@ class PathLoopIntegrator(RBIntegrator):
                 L_dir = β * w_em * bsdf_val * em_weight
 
             # ---- BSDF sampling (detached) ---------------------------------------------
-            bs, bsdf_weight = bsdf.sample(ctx, dr.detach(si), u1, u2, active_next)
-            bsdf_weight = dr.detach(bsdf_weight)
+            with dr.suspend_grad():
+                bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active_next)
             ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
 
             # ---- Differentiate this vertex --------------------------------------------
