@@ -26,7 +26,7 @@ def scene_integrator_options(scene: mi.Scene) -> dict:
         return dict(integ.options)
     opts = {}
     for key in COMMON_OPTIONS:
-        m = re.search(rf"{key}\s*=\s*(-?\d+|true|false)", integ.to_string())
+        m = re.search(rf"{key}\s*=\s*(-?\d+|true|false)", str(integ))
         if m:
             v = m.group(1)
             opts[key] = v == "true" if v in ("true", "false") else int(v)

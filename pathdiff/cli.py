@@ -1,0 +1,257 @@
+"""The ``pathdiff`` command line: ``render``, ``params``, ``doctor`` (and more subcommands).
+
+Each subcommand is a function adding its parser to :data:`SUBCOMMANDS`; the parser's
+``run`` default does the work and returns the exit code. User errors (bad files, unknown
+parameters, malformed XML) print one line ``pathdiff: error: ...`` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import pathdiff
+from pathdiff.backend import BackendError
+from pathdiff.scene import SceneError
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def subcommand(add: Callable[[argparse._SubParsersAction], None]):
+    """Register a function that adds a subcommand parser (with a ``run`` default)."""
+    SUBCOMMANDS.append(add)
+    return add
+
+
+def scene_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by the subcommands that load a scene."""
+    p.add_argument("scene", help="Mitsuba XML scene")
+    p.add_argument("--res", type=int, help="film resolution (sets $res)")
+    p.add_argument("--spp", type=int, default=0, help="samples per pixel (0: the scene's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-depth", type=int, help="path depth (overrides the scene's)")
+    p.add_argument(
+        "--define",
+        "-D",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an XML $parameter (repeatable)",
+    )
+
+
+def load_scene_from_args(args: argparse.Namespace):
+    """The scene named on the command line, with ``--res`` and ``--define`` applied."""
+    defines = {}
+    for item in args.define:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--define expects KEY=VALUE, got {item!r}")
+        defines[key] = value
+    return pathdiff.load_scene(args.scene, res=args.res, **defines)
+
+
+def integrator_options(args: argparse.Namespace) -> dict:
+    return {} if args.max_depth is None else {"max_depth": args.max_depth}
+
+
+def render_progressive(scene, integrator, spp: int, seed: int, **opts) -> np.ndarray:
+    """Render in 8 passes of distinct seeds; a progress bar appears once the remaining
+    passes are projected to take more than a second."""
+    if spp <= 0:
+        spp = scene.sensors()[0].sampler().sample_count()
+    step = max(1, spp // 8)
+    img, done, bar = 0.0, 0, None
+    for i in range(-(-spp // step)):
+        n = min(step, spp - done)
+        t0 = time.perf_counter()
+        img = img + pathdiff.render(scene, integrator, spp=n, seed=(seed << 16) + i, **opts) * n
+        done += n
+        if bar is None and i > 0 and (time.perf_counter() - t0) * (spp - done) / n > 1.0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=spp, initial=done, unit="spp", file=sys.stderr)
+        elif bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
+    return img / done
+
+
+@subcommand
+def _render(sub) -> None:
+    p = sub.add_parser("render", help="render a scene to EXR (linear) or PNG (sRGB)")
+    scene_arguments(p)
+    p.add_argument("-o", "--output", required=True, help="output image (.exr, .png, .jpg)")
+    p.add_argument("--integrator", help="path, prb, ad, edge, ... (default: the scene's)")
+    p.set_defaults(run=_run_render)
+
+
+def _run_render(args) -> int:
+    from pathdiff.images import write_image
+
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in (".exr", ".hdr", ".pfm", ".png", ".jpg", ".jpeg"):
+        raise ValueError(f"unsupported output type {ext!r}: use .exr, .png or .jpg")
+    scene = load_scene_from_args(args)
+    t0 = time.perf_counter()
+    img = render_progressive(
+        scene, args.integrator, args.spp, args.seed, **integrator_options(args)
+    )
+    path = write_image(args.output, img)
+    print(f"wrote {path} ({img.shape[1]}x{img.shape[0]}, {time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+@subcommand
+def _params(sub) -> None:
+    p = sub.add_parser("params", help="list the differentiable parameters of a scene")
+    p.add_argument("scene")
+    p.add_argument("--res", type=int)
+    p.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(run=_run_params)
+
+
+def _run_params(args) -> int:
+    from pathdiff.scene import rigid_specs
+
+    scene = load_scene_from_args(args)
+    rows = pathdiff.list_params(scene)
+    width = max(len(k) for k, _, _ in rows) if rows else 10
+    print(f"{'parameter':{width}s}  {'type':10s} {'size':>8s}")
+    for key, kind, size in rows:
+        print(f"{key:{width}s}  {kind:10s} {size:8d}")
+    rigid = rigid_specs(scene)
+    if rigid:
+        print("\nrigid ParamSpecs (triangle meshes):")
+        for shape in dict.fromkeys(s.split(".")[0] for s in rigid):
+            print(f"  {shape}.translate.x|y|z  {shape}.rotate.x|y|z  {shape}.scale")
+    return 0
+
+
+@subcommand
+def _doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="check the installation with a 1-second render")
+    p.set_defaults(run=_run_doctor)
+
+
+def _run_doctor(args) -> int:
+    import platform
+
+    import drjit as dr
+    import mitsuba as mi
+
+    from pathdiff.backend import cuda_available, find_llvm
+
+    print(f"python      {platform.python_version()}")
+    print(f"drjit       {dr.__version__}")
+    print(f"mitsuba     {mi.__version__}")
+    print(f"pathdiff    {pathdiff.__version__}")
+    print(f"variant     {mi.variant()}")
+    print(f"libLLVM     {os.environ.get('DRJIT_LIBLLVM_PATH', '(not set)')}")
+    print(f"found LLVM  {', '.join(f'{v} ({p})' for v, p in find_llvm()) or 'none'}")
+    print(f"CUDA        {'available' if cuda_available() else 'not available'}")
+    scene_dict = mi.cornell_box()
+    scene_dict["sensor"]["film"].update(width=32, height=32)
+    scene = mi.load_dict(scene_dict)
+    t0 = time.perf_counter()
+    img = pathdiff.render(scene, "path", spp=16)
+    ok = bool(np.isfinite(img).all() and img.mean() > 0)
+    print(
+        f"smoke test  Cornell box 32x32, 16 spp: mean {img.mean():.4f}, "
+        f"{time.perf_counter() - t0:.2f} s -> {'ok' if ok else 'FAILED'}"
+    )
+    return 0 if ok else 1
+
+
+@subcommand
+def _gradcheck(sub) -> None:
+    p = sub.add_parser("gradcheck", help="compare derivatives with finite differences")
+    p.add_argument("scene", help="Mitsuba XML scene")
+    p.add_argument(
+        "--param", action="append", required=True, metavar="SPEC", help="ParamSpec (repeatable)"
+    )
+    p.add_argument("--integrator", default="prb", help="derivative estimator (default: prb)")
+    p.add_argument("--spp", type=int, help="AD samples per pixel per seed (default: 64)")
+    p.add_argument("--fd-spp", type=int, help="FD samples per pixel per seed (default: 256)")
+    p.add_argument("--h", type=float, help="FD step (default: per parameter kind)")
+    p.add_argument("--seeds", type=int, default=4, help="independent AD runs (default: 4)")
+    p.add_argument("--fd-seeds", type=int, default=8, help="independent FD runs (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--res", type=int, help="film resolution (sets $res)")
+    p.add_argument("--max-depth", type=int, help="path depth (overrides the scene's)")
+    p.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default="gradcheck_out", help="panel directory")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(run=_run_gradcheck)
+
+
+def _run_gradcheck(args) -> int:
+    import json
+
+    from pathdiff.gradcheck import gradcheck
+    from pathdiff.report import format_table, write_panel
+
+    scene = load_scene_from_args(args)
+    results = gradcheck(
+        scene,
+        args.param,
+        args.integrator,
+        spp=args.spp,
+        fd_spp=args.fd_spp,
+        h=args.h,
+        seeds=args.seeds,
+        fd_seeds=args.fd_seeds,
+        seed=args.seed,
+        **integrator_options(args),
+    )
+    for r in results:
+        r.panel = str(write_panel(r, os.path.join(args.out, f"gradcheck_{r.name}.png")))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_table(results))
+        print("panels: " + ", ".join(r.panel for r in results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pathdiff", description="Differentiable Monte Carlo path tracing."
+    )
+    parser.add_argument(
+        "--variant",
+        help="Mitsuba variant (default: cuda_ad_rgb if usable, "
+        "else llvm_ad_rgb; env PATHDIFF_VARIANT)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pathdiff`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if pathdiff.backend_error is not None:
+            raise pathdiff.backend_error
+        if args.variant:
+            pathdiff.set_variant(args.variant)
+        return args.run(args)
+    except (BackendError, SceneError, FileNotFoundError, ValueError) as e:
+        msg = str(e).strip().splitlines()
+        print(f"pathdiff: error: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pathdiff: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
