@@ -29,6 +29,10 @@ class BackendError(RuntimeError):
     """No usable Dr.Jit backend; the message is one line saying what to install."""
 
 
+class NoLLVMError(BackendError):
+    """No libLLVM >= 17 on this machine (a GPU may still serve)."""
+
+
 def _llvm_version(path: str) -> int | None:
     m = re.search(r"llvm-(\d+)/", path) or re.search(r"libLLVM[-.]?(?:so\.)?(\d+)", path)
     return int(m.group(1)) if m else None
@@ -55,7 +59,7 @@ def configure_llvm() -> str:
         return user
     usable = [(v, p) for v, p in find_llvm() if v >= MIN_LLVM]
     if not usable:
-        raise BackendError(
+        raise NoLLVMError(
             f"no libLLVM >= {MIN_LLVM} found (Dr.Jit 1.5 crashes on 15/16); fix: {FIX}"
         )
     os.environ["DRJIT_LIBLLVM_PATH"] = usable[0][1]
@@ -77,7 +81,7 @@ def choose_variant(variant: str | None = None) -> str:
     if variant is None:
         try:
             configure_llvm()
-        except BackendError:
+        except NoLLVMError:
             if not cuda_available():
                 raise
         variant = "cuda_ad_rgb" if cuda_available() else "llvm_ad_rgb"
