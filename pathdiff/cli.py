@@ -17,7 +17,6 @@ import numpy as np
 
 import pathdiff
 from pathdiff.backend import BackendError
-from pathdiff.scene import SceneError
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -235,19 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> int:
+    print(f"pathdiff: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pathdiff`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if pathdiff.backend_error is not None:
+        return _error(str(pathdiff.backend_error))
+    from pathdiff.scene import SceneError
+
     try:
-        if pathdiff.backend_error is not None:
-            raise pathdiff.backend_error
         if args.variant:
             pathdiff.set_variant(args.variant)
         return args.run(args)
     except (BackendError, SceneError, FileNotFoundError, ValueError) as e:
-        msg = str(e).strip().splitlines()
-        print(f"pathdiff: error: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
-        return 2
+        lines = str(e).strip().splitlines()
+        return _error(lines[0] if lines else type(e).__name__)
     except KeyboardInterrupt:
         print("pathdiff: interrupted", file=sys.stderr)
         return 130
