@@ -184,12 +184,13 @@ class PathLoopIntegrator(RBIntegrator):
 
             # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
             ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))
-            em_pdf = scene.pdf_emitter_direction(prev_si, ds, active & ~prev_bsdf_delta)
+            hit_emitter = active & (ds.emitter != None)  # noqa: E711 (per-lane pointer test)
+            em_pdf = scene.pdf_emitter_direction(prev_si, ds, hit_emitter & ~prev_bsdf_delta)
             w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
             if dr.hint(self.hide_emitters and camera, mode="scalar"):
                 w_bsdf = dr.select(depth == 0, 0, w_bsdf)
             with dr.resume_grad(when=grad):
-                Le = β * w_bsdf * ds.emitter.eval(si, active)
+                Le = β * w_bsdf * ds.emitter.eval(si, hit_emitter)
 
             active_next = active & si.is_valid() & (depth + 1 < max_depth)
             valid |= active & si.is_valid()
@@ -205,31 +206,39 @@ class PathLoopIntegrator(RBIntegrator):
             with dr.resume_grad(when=grad):
                 if dr.hint(grad, mode="scalar"):
                     ds.d = dr.normalize(ds.p - si.p)
-                    em_val = scene.eval_emitter_direction(si, ds, active_em)
+                    det_em = mi.Float(1)
                     if dr.hint(reparam, mode="scalar"):
-                        # Trace the reparameterized shadow ray: visibility follows the edges.
-                        active_area = active_em & ~ds.delta
-                        ray_em = dr.detach(si).spawn_ray(dr.detach(ds.d))
+                        # Warp the shadow ray (from the attached vertex). Its visibility is
+                        # the detached sample's (ds.pdf = 0 if occluded): in the warped
+                        # variables it is locally constant, so the ray is not traced again.
                         ray_em, det_em = self.reparam_ray(
-                            scene, rng, ray_em, depth + 1, active_area
+                            scene,
+                            rng,
+                            si.spawn_ray(dr.detach(ds.d)),
+                            depth + 1,
+                            active_em & ~ds.delta,
                         )
-                        si_em = scene.ray_intersect(ray_em, mi.RayFlags.All, False, active_area)
-                        Le_em = si_em.emitter(scene).eval(si_em, active_area) * det_em
-                        em_val = dr.select(ds.delta, em_val, Le_em)
-                        ds.d = ray_em.d
+                        ds.d = dr.select(ds.delta, ds.d, ray_em.d)
+                    em_val = scene.eval_emitter_direction(si, ds, active_em) * det_em
                     em_weight = dr.replace_grad(
                         em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0)
                     )
                 wo = si.to_local(ds.d)
 
                 u1, u2 = sampler.next_1d(), sampler.next_2d()
-                bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
+                if dr.hint(grad, mode="scalar"):
+                    bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
+                else:  # primal: one BSDF call evaluates NEE and samples the next direction
+                    bsdf_val, bsdf_pdf, bs, bsdf_weight = bsdf.eval_pdf_sample(
+                        ctx, si, wo, u1, u2, active_next
+                    )
                 w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
                 L_dir = β * w_em * bsdf_val * em_weight
 
             # ---- BSDF sampling (detached) ---------------------------------------------
-            with dr.suspend_grad():
-                bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active_next)
+            if dr.hint(grad, mode="scalar"):
+                with dr.suspend_grad():
+                    bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active_next)
             ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
 
             # ---- Differentiate this vertex --------------------------------------------
