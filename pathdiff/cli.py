@@ -45,41 +45,50 @@ def scene_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_scene_from_args(args: argparse.Namespace):
-    """The scene named on the command line, with ``--res`` and ``--define`` applied."""
+    """The scene named on the command line, with ``--define`` and ``--res`` applied."""
     defines = {}
     for item in args.define:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--define expects KEY=VALUE, got {item!r}")
         defines[key] = value
-    return pathdiff.load_scene(args.scene, res=args.res, **defines)
+    if args.res is not None:
+        defines["res"] = args.res
+    return pathdiff.load_scene(args.scene, **defines)
 
 
 def integrator_options(args: argparse.Namespace) -> dict:
     return {} if args.max_depth is None else {"max_depth": args.max_depth}
 
 
-def render_progressive(scene, integrator, spp: int, seed: int, **opts) -> np.ndarray:
-    """Render in 8 passes of distinct seeds; a progress bar appears once the remaining
-    passes are projected to take more than a second."""
+def render_progressive(
+    scene, integrator: str | None, spp: int, seed: int, passes: int = 8, **opts
+) -> np.ndarray:
+    """Render ``spp`` samples: one pass of ``spp // passes`` is timed; if the rest is
+    projected to take over a second it is rendered in passes (distinct seeds) under a
+    progress bar, else in one go. The result is the spp-weighted mean of the passes."""
     if spp <= 0:
         spp = scene.sensors()[0].sampler().sample_count()
-    step = max(1, spp // 8)
-    img, done, bar = 0.0, 0, None
-    for i in range(-(-spp // step)):
-        n = min(step, spp - done)
-        t0 = time.perf_counter()
-        img = img + pathdiff.render(scene, integrator, spp=n, seed=(seed << 16) + i, **opts) * n
-        done += n
-        if bar is None and i > 0 and (time.perf_counter() - t0) * (spp - done) / n > 1.0:
-            from tqdm import tqdm
+    step = max(1, spp // passes)
 
-            bar = tqdm(total=spp, initial=done, unit="spp", file=sys.stderr)
-        elif bar is not None:
-            bar.update(n)
-    if bar is not None:
-        bar.close()
-    return img / done
+    def run(i: int, n: int) -> np.ndarray:
+        seed_i = ((seed << 16) + i) & 0xFFFFFFFF
+        return pathdiff.render(scene, integrator, spp=n, seed=seed_i, **opts) * n
+
+    t0 = time.perf_counter()
+    img = run(0, step)
+    rest = spp - step
+    if rest and (time.perf_counter() - t0) * rest / step <= 1.0:
+        img += run(1, rest)
+    elif rest:
+        from tqdm import tqdm
+
+        with tqdm(total=spp, initial=step, unit="spp", file=sys.stderr) as bar:
+            for i, start in enumerate(range(step, spp, step), start=1):
+                n = min(step, spp - start)
+                img += run(i, n)
+                bar.update(n)
+    return img / spp
 
 
 @subcommand
@@ -159,10 +168,14 @@ def _run_doctor(args) -> int:
     scene_dict["sensor"]["film"].update(width=32, height=32)
     scene = mi.load_dict(scene_dict)
     t0 = time.perf_counter()
-    img = pathdiff.render(scene, "path", spp=16)
+    try:
+        img = pathdiff.render(scene, "path", spp=16)
+    except Exception as e:  # report any failure of the stack as a failed check
+        print(f"smoke test  FAILED: {type(e).__name__}: {e}".splitlines()[0])
+        return 1
     ok = bool(np.isfinite(img).all() and img.mean() > 0)
     print(
-        f"smoke test  Cornell box 32x32, 16 spp: mean {img.mean():.4f}, "
+        f"smoke test  Cornell box 32x32, 16 spp, pathdiff_path: mean {img.mean():.4f}, "
         f"{time.perf_counter() - t0:.2f} s -> {'ok' if ok else 'FAILED'}"
     )
     return 0 if ok else 1

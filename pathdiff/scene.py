@@ -15,11 +15,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import drjit as dr
 import mitsuba as mi
+import numpy as np
 
 
 class SceneError(RuntimeError):
@@ -52,13 +54,17 @@ def load_scene(
     try:
         return mi.load_file(path, optimize=False, **xml_params)
     except Exception as e:
-        raise SceneError(f"cannot load {path}: {_first_line(e)}") from e
+        raise SceneError(_condense(path, e)) from e
 
 
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    msg = lines[-1] if lines else type(e).__name__
-    return re.sub(r"^\[[^\]]*\]\s*", "", msg)
+def _condense(path: str, e: Exception) -> str:
+    """Mitsuba's (possibly multi-line) loader error as one line naming the file."""
+    msg = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip()) or type(e).__name__
+    msg = re.sub(r"^\[[\w.]+:\d+\]\s*", "", msg)
+    m = re.match(r"(?:At|(?:Error while|While) loading) (.+?) (\(line \d+, col \d+\)):?\s*", msg)
+    if m:
+        return f"cannot load {m.group(1)} {m.group(2)}: {msg[m.end() :]}"
+    return f"cannot load {path}: {msg}"
 
 
 def _differentiable(params: mi.SceneParameters, key: str) -> bool:
@@ -123,14 +129,20 @@ class ParamSpec:
 
 
 def _kind(params: mi.SceneParameters, key: str) -> str:
-    value = params[key]
-    if "emitter" in key or re.search(r"\.(radiance|intensity|irradiance|scale)\b", key):
+    """'emitter', 'texture', 'material', 'geometry' or 'other', from the key's owners."""
+    node, owners = params.properties[key][2], []
+    while node is not None:
+        owners.append(node)
+        node = params.hierarchy[node][0]
+    if any(isinstance(o, mi.Emitter) for o in owners):
         return "emitter"
-    if isinstance(value, mi.TensorXf):
+    if isinstance(params[key], mi.TensorXf):
         return "texture"
-    if key.endswith(("vertex_positions", "to_world")):
+    if any(isinstance(o, mi.BSDF) for o in owners):
+        return "material"
+    if isinstance(owners[0], mi.Shape):
         return "geometry"
-    return "material" if "." in key else "other"
+    return "other"
 
 
 def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
@@ -156,6 +168,12 @@ def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
     if not _differentiable(params, key):
         raise SceneError(f"parameter {key!r} is not differentiable")
     value = params[key]
+    if not dr.is_array_v(value) or _size(value) == 0:
+        hint = "; for a mesh use SHAPE.translate/rotate/scale" if key.endswith("to_world") else ""
+        raise SceneError(
+            f"parameter {key!r} ({type(value).__name__}) cannot take a scalar θ: "
+            f"ParamSpecs need a Float, colour, texture or vertex parameter{hint}"
+        )
     base = type(value)(dr.detach(value))
     size = _size(value)
     if index is not None and not 0 <= index < size:
@@ -167,9 +185,8 @@ def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
         flat = dr.select(dr.arange(mi.UInt32, size) == index, θ, 0)
         if isinstance(base, mi.TensorXf):
             return {key: base + mi.TensorXf(flat, base.shape)}
-        if dr.depth_v(base) > 1:  # e.g. Color3f: one channel of every entry
-            unit = [θ if i == index else mi.Float(0) for i in range(len(base))]
-            return {key: base + type(base)(*unit)}
+        if dr.depth_v(base) > 1:  # e.g. Color3f: a unit vector along channel `index`
+            return {key: base + dr.unravel(type(base), flat)}
         return {key: base + flat}
 
     return ParamSpec(spec, _kind(params, key), [key], params, {key: base}, change)
@@ -183,15 +200,15 @@ def _rigid(scene, params, spec, shape_id, motion, axis) -> ParamSpec:
         raise SceneError(f"unknown shape {shape_id!r} in {spec!r}{hint}")
     shape = shapes[shape_id]
     if not shape.is_mesh():
-        kind = type(shape).__name__.lower()
         raise SceneError(
-            f"{shape_id} is a {kind}, not a triangle mesh: rigid ParamSpecs need a mesh "
-            "(use a PLY/OBJ shape)"
+            f"{shape_id} is a {shape.class_name().lower()}, not a triangle mesh: "
+            "rigid ParamSpecs need a mesh (use a PLY/OBJ shape)"
         )
     kp, kn = f"{shape_id}.vertex_positions", f"{shape_id}.vertex_normals"
     P = dr.unravel(mi.Point3f, dr.detach(params[kp]))
     c = mi.Point3f(dr.mean(P.x), dr.mean(P.y), dr.mean(P.z))
-    has_n = kn in params and dr.width(params[kn]) > 0
+    # translation and uniform scaling leave normals unchanged
+    has_n = motion == "rotate" and kn in params and dr.width(params[kn]) > 0
     N = dr.unravel(mi.Vector3f, dr.detach(params[kn])) if has_n else None
     ax = mi.Vector3f([float(a == axis) for a in "xyz"]) if axis else None
 
@@ -221,3 +238,103 @@ def _rotation(axis: mi.Vector3f, degrees: mi.Float):
         return v * c + dr.cross(axis, v) * s + axis * dr.dot(axis, v) * (1 - c)
 
     return rot
+
+
+def write_scene(
+    scene: mi.Scene,
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    keys: list[str],
+    xml_params: dict | None = None,
+) -> tuple[str, list[str]]:
+    """Write the XML ``source`` with the scene's current values of ``keys`` to
+    ``out_dir/scene.xml``; returns its path and the keys that have no place in the XML.
+
+    Colours and floats are written in place, textures as EXR, moved meshes as PLY (in world
+    space: their ``to_world`` is dropped). Every other file the scene references is copied
+    beside it, so the directory is self-contained. ``xml_params`` (the ``$`` values the scene
+    was loaded with) become the file's ``<default>`` values.
+    """
+    source, out = os.fspath(source), os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    tree = ET.parse(source)
+    root = tree.getroot()
+    xml_params = {k: str(v) for k, v in (xml_params or {}).items()}
+    for d in root.iter("default"):
+        if d.get("name") in xml_params:
+            d.set("value", xml_params[d.get("name")])
+    defaults = {d.get("name"): d.get("value") for d in root.iter("default")}
+    by_id = {e.get("id"): e for e in root.iter() if e.get("id") and e.tag != "ref"}
+    params = mi.traverse(scene)
+    meshes = {s.id(): s for s in scene.shapes() if s.is_mesh()}
+    written, missing = set(), []
+    for key in keys:
+        found = _xml_element(by_id, key)
+        done = None if found is None else _write_value(found, key, params, meshes, out)
+        if done is not None:
+            written.add(done)
+        else:
+            missing.append(key)
+    base = os.path.dirname(os.path.abspath(source))
+    for elem in root.iter("string"):
+        if elem.get("name") != "filename" or elem in written:
+            continue
+        value = re.sub(r"\$(\w+)", lambda m: defaults.get(m[1], m[0]), elem.get("value"))
+        path = os.path.join(base, value)
+        if os.path.isfile(path):
+            name = os.path.basename(path)
+            if os.path.abspath(path) != os.path.abspath(os.path.join(out, name)):
+                shutil.copy2(path, os.path.join(out, name))
+            elem.set("value", name)
+    xml = os.path.join(out, "scene.xml")
+    ET.indent(tree, space="    ")
+    tree.write(xml, encoding="utf-8", xml_declaration=True)
+    return xml, missing
+
+
+def _xml_element(by_id: dict, key: str) -> tuple[ET.Element, str] | None:
+    """The element a ``mi.traverse`` key lives in (``ID.child.child...``) and the key's leaf."""
+    parts = key.split(".")
+    elem = by_id.get(parts[0])
+    for part in parts[1:-1]:
+        if elem is None:
+            return None
+        children = [by_id.get(c.get("id")) if c.tag == "ref" else c for c in elem]
+        named = [c for c in children if c is not None and c.get("name") == part]
+        unnamed = [c for c in children if c is not None and c.tag == part and not c.get("name")]
+        elem = (named + unnamed + [None])[0]
+    return (elem, parts[-1]) if elem is not None else None
+
+
+def _filename_element(elem: ET.Element, value: str) -> ET.Element:
+    """Set (or add) the ``<string name="filename">`` child of ``elem``."""
+    node = next((c for c in elem if c.tag == "string" and c.get("name") == "filename"), None)
+    if node is None:
+        node = ET.SubElement(elem, "string", name="filename")
+    node.set("value", value)
+    return node
+
+
+def _write_value(found, key, params, meshes, out) -> ET.Element | None:
+    """Store the value of ``key`` in the XML (and a file); the element that took it."""
+    elem, leaf = found
+    value = params[key]
+    if leaf in ("vertex_positions", "vertex_normals") and elem.tag == "shape":
+        name = f"{elem.get('id')}_optimized.ply"
+        meshes[elem.get("id")].write_ply(os.path.join(out, name))
+        elem.set("type", "ply")
+        for t in [c for c in elem if c.tag == "transform" and c.get("name") == "to_world"]:
+            elem.remove(t)
+        return _filename_element(elem, name)
+    if leaf == "data" and elem.tag == "texture":
+        from .images import write_image
+
+        name = f"{'_'.join(key.split('.')[:-1])}.exr"
+        write_image(os.path.join(out, name), np.array(value))
+        return _filename_element(elem, name)
+    if leaf != "value" or elem.tag not in ("rgb", "float", "spectrum"):
+        elem = next((c for c in elem if c.get("name") == leaf and c.get("value")), None)
+        if elem is None:
+            return None
+    elem.set("value", ", ".join(f"{x:.7g}" for x in np.array(value, dtype=np.float64).ravel()))
+    return elem
