@@ -181,7 +181,8 @@ class EdgeIntegrator(PRBIntegrator):
         budget = mi.UInt32(self.max_depth) - depth - 1
         L = []
         for sign, r in ((1, rng.copy()), (-1, rng)):
-            ray = si.spawn_ray(dr.normalize(ω + sign * EPS_ANGLE * n̂))
+            ray = si.spawn_ray(ω)  # aim at y ± δ n̂: the origin's offset must not cancel δ
+            ray.d = dr.normalize(y + sign * EPS_ANGLE * dist * n̂ - ray.o)
             Li, _, _, _ = self.sample(
                 dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
             )
