@@ -24,6 +24,7 @@ CASES = [  # scene, ParamSpec, FD step, what it exercises
     ("shadow", "occluder.translate.x", 2e-3),  # primary + shadow (secondary)
     ("shadow", "occluder.translate.z", 2e-3),
     ("blocker", "blocker.translate.x", 2e-3),  # silhouette over a textured background
+    ("cbox", "short_box.translate.x", 5e-3),  # box on a floor: shadows, interreflection
 ]
 
 BLOCKER_XML = f"""<scene version="3.0.0">
@@ -49,7 +50,7 @@ def _load(pd, name, tmp_path_factory):
         path = tmp_path_factory.mktemp("blocker") / "scene.xml"
         path.write_text(BLOCKER_XML)
         return pd.load_scene(str(path), res=RES)
-    return pd.load_scene(scene_path(name), res=RES)
+    return pd.load_scene(scene_path(name), res=RES, max_depth=3)
 
 
 @pytest.mark.parametrize("name,spec,h", CASES)
