@@ -73,8 +73,8 @@ class EdgeIntegrator(PRBIntegrator):
         grad = super().render_forward(scene, params, sensor, seed, spp)
         with dr.resume_grad():
             B = self.primary_boundary(scene, sensor, seed, spp)
-            if B is not None:
-                dr.forward_to(B)
+            if B is not None:  # may not depend on θ (edges behind the camera): AllowNoGrad
+                dr.forward_to(B, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
                 grad = grad + dr.grad(B)
         return grad
 
@@ -84,7 +84,9 @@ class EdgeIntegrator(PRBIntegrator):
         with dr.resume_grad():
             B = self.primary_boundary(scene, sensor, seed, spp)
             if B is not None:
-                dr.backward_from(dr.sum(B * grad_in, axis=None))
+                dr.backward_from(
+                    dr.sum(B * grad_in, axis=None), flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad
+                )
 
     def has_vertex_term(self) -> bool:
         return self.secondary and bool(self._edges)
@@ -122,7 +124,7 @@ class EdgeIntegrator(PRBIntegrator):
                 w = dr.select(front_a & front_b & g.candidate(c), dr.norm(b - a), 0)
                 if dr.sum(w)[0] == 0:
                     continue
-                rng = RNGSampler(mi.PCG32(N, mi.UInt64(seed) << 8 | i))
+                rng = RNGSampler(mi.PCG32(N, dr.opaque(mi.UInt64, seed << 8 | i)))
                 idx, _, pmf = mi.DiscreteDistribution(w).sample_reuse_pmf(rng.next_1d())
                 t = rng.next_1d()
                 a, b = dr.gather(mi.Point2f, a, idx), dr.gather(mi.Point2f, b, idx)
