@@ -8,12 +8,16 @@ from .ad import ADPathIntegrator
 from .edge import EdgeIntegrator
 from .path import PathIntegrator
 from .prb import PRBIntegrator
+from .psdr import PSDRIntegrator
+from .reparam import ReparamIntegrator
 
 PLUGINS = {
     "pathdiff_path": PathIntegrator,
     "pathdiff_ad": ADPathIntegrator,
     "pathdiff_prb": PRBIntegrator,
     "pathdiff_edge": EdgeIntegrator,
+    "pathdiff_psdr": PSDRIntegrator,
+    "pathdiff_reparam": ReparamIntegrator,
 }
 
 

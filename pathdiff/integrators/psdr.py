@@ -1,0 +1,410 @@
+"""``pathdiff_psdr``: interior term by path replay plus path-space boundary terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+from .base import RNGSampler
+from .edge import EPS_ANGLE, EdgeIntegrator
+from .edges import EdgeGeometry, MeshEdges
+from .prb import PRBIntegrator
+
+#: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
+EMITTER_FRACTION = 0.5
+#: stream (PCG32 ``initseq``) of the boundary-segment samples, apart from the primary edges'
+STREAM = 0x9E3779B97F4A7C15
+UNBOUNDED = 0xFFFFFFFF
+
+
+@dataclass
+class Segment:
+    """A detached boundary segment ``x_K → y`` (edge point ``y``, direction ``ω``)."""
+
+    idx: mi.UInt32  # edge index
+    pmf: mi.Float  # probability of the edge
+    ω: mi.Vector3f  # from x_K through y
+    n̂: mi.Vector3f  # unit normal of the plane (x_K, edge): the "+" side
+    si: mi.SurfaceInteraction3f  # x_K, with wi = ω
+    y: mi.Interaction3f
+    uniform: mi.Bool  # ω came from the uniform-sphere strategy
+    ok: mi.Bool
+
+
+class StaticEdges:
+    """The edges of all static meshes in one table (fixed positions). They are boundaries
+    that move relative to a moving path vertex ``x_K`` (moving receivers)."""
+
+    def __init__(self, tables: list[MeshEdges]):
+        self.meshes = [t.mesh for t in tables]
+        positions, v0, v1, fa, fb, face_a, face_b, always, mesh = ([] for _ in range(9))
+        offset = 0
+        for k, t in enumerate(tables):
+            with dr.suspend_grad():
+                g = t.geometry()
+                positions.append(np.array(t.mesh.vertex_positions_buffer()))
+                always.append(np.array(g.boundary | g.crease))
+            for out, table in ((v0, t.v0), (v1, t.v1), (fa, t.fa), (fb, t.fb)):
+                out.append(np.array(table) + offset)
+            face_a.append(np.array(t.face_a))
+            face_b.append(np.array(t.face_b))
+            mesh.append(np.full(t.count, k))
+            offset += t.mesh.vertex_count()
+        self.count = int(sum(len(m) for m in mesh))
+        self.positions = mi.Float(np.concatenate(positions))
+        self.v0, self.v1, self.fa, self.fb, self.face_a, self.face_b, self.mesh = (
+            mi.UInt32(np.concatenate(a).astype(np.uint32))
+            for a in (v0, v1, fa, fb, face_a, face_b, mesh)
+        )
+        self.always = mi.Bool(np.concatenate(always))
+
+    def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
+        """Geometry of the edges ``idx``; boundary edges and creases are flagged as
+        ``boundary`` (both are candidates from everywhere)."""
+        if idx is None:
+            idx = dr.arange(mi.UInt32, self.count)
+
+        def vertex(table, i):
+            j = dr.gather(mi.UInt32, table, i, active)
+            return dr.gather(mi.Point3f, self.positions, j, active)
+
+        def normal(table):
+            a, b, c = (vertex(table, 3 * idx + k) for k in range(3))
+            return dr.cross(b - a, c - a)
+
+        return EdgeGeometry(
+            v0=vertex(self.v0, idx),
+            v1=vertex(self.v1, idx),
+            nA=normal(self.fa),
+            nB=normal(self.fb),
+            boundary=dr.gather(mi.Bool, self.always, idx, active),
+            smooth=True,
+        )
+
+    def adjacent(self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool) -> mi.Bool:
+        """Whether ``si`` lies on one of the faces of edge ``idx``."""
+        k = dr.gather(mi.UInt32, self.mesh, idx, active)
+        same = mi.Bool(False)
+        for i, mesh in enumerate(self.meshes):
+            same |= (k == i) & (si.shape == mi.ShapePtr(mesh))
+        fa = dr.gather(mi.UInt32, self.face_a, idx, active)
+        fb = dr.gather(mi.UInt32, self.face_b, idx, active)
+        return same & ((fa == si.prim_index) | (fb == si.prim_index))
+
+
+class PSDRIntegrator(EdgeIntegrator):
+    """Interior term (``pathdiff_prb``) plus the boundary term sampled in path space
+    (Zhang et al. 2020, "Path-space differentiable rendering").
+
+    A boundary path has one segment ``(x_K, y)`` that grazes a discontinuity edge at ``y``.
+    It is built boundary-first: an edge picked ∝ length (``pmf``), ``y = v0 + t(v1 − v0)``
+    with ``t ~ U[0, 1]``, and a direction ``ω`` from a one-sample mixture — towards an emitter
+    sample (probability 1/2) or uniform on the sphere. ``x_K`` is the first hit from ``y``
+    along ``−ω``; the edge must be a candidate as seen from ``x_K``. With
+    ``m = (v0 − x_K) × (v1 − x_K)`` (so ``|m| = r |e| sin φ``), the boundary term of the
+    direction integral at ``x_K`` (the term ``pathdiff_edge`` samples at shading points),
+    moved to the measure ``dℓ(y) dω`` by ``dA(x_K) = r²/|cos θ_K| dω``, is estimated by
+
+    .. math:: C = W(x_K)\\, f_s(x_K; ω, ω_{cam})\\, (L^+ − L^-)\\,
+              \\frac{∂_θ(ω·m)}{\\mathrm{pmf}\\; p(ω)}
+
+    ``L±``: radiance arriving at ``x_K`` through ``y ± δ m/|m|`` (full primal path tracing,
+    shared random numbers, depth budget ``max_depth − K``). ``W f_s``: camera importance
+    reaching ``x_K``; for ``K = 1`` a connection to the pinhole,
+    ``(W·H/N) w_sensor f_s |n·ω_cam|``, splatted into the pixel it projects to; for ``K ≥ 2``
+    an importance walk from ``x_K`` (BSDF sampling, adjoint shading-normal correction)
+    connected to the camera at its ``(K − 1)``-th vertex. ``p(ω)``: the first-hit emission
+    in ``L±`` is divided by the mixture density (balance heuristic), the rest of ``L±`` by
+    the uniform strategy's alone (uniform samples only).
+
+    Velocities follow the ray-attached convention of the interior term: ``x_K`` slides
+    along the ray from the camera (``K = 1``) or from the walk's next vertex (``K ≥ 2``), so
+    this term and shading-point edge sampling estimate the same integral. Edges of static
+    meshes then move too, relative to an ``x_K`` on a moving mesh (moving receivers): they
+    are sampled from one table of all static edges, for ``K = 1``.
+
+    ``K = 0`` (the image plane) comes from ``pathdiff_edge``'s primary edge sampling. Options:
+    ``edge_samples`` (samples per pixel: primary edges, and boundary segments per moving
+    mesh and for the static edges; default: the render's spp), ``boundary_depth`` (largest
+    ``K`` in path space, default 4, -1: ``max_depth − 1``; deeper vertices get shading-point
+    edge sampling unless ``secondary`` is false), ``static_edges`` (default true),
+    ``primary``. Limits: those of ``pathdiff_edge``; shadows of delta emitters are missed;
+    static edges seen from a moving ``x_K`` at ``K ≥ 2`` are missed (their ray-attached
+    weight ∝ 1/|cos θ_K| has unbounded variance); glossy vertices on the camera side of
+    ``K ≥ 2`` make the importance walk noisy (use ``boundary_depth=1``).
+    """
+
+    def __init__(self, props: mi.Properties):
+        super().__init__(props)
+        self.boundary_depth = props.get("boundary_depth", 4)
+        if self.boundary_depth < 0 and self.max_depth == UNBOUNDED:
+            raise ValueError("boundary_depth=-1 needs a finite max_depth")
+        self.static_edges = props.get("static_edges", True)
+        self.options.update(boundary_depth=self.boundary_depth, static_edges=self.static_edges)
+        self._static: list[tuple[StaticEdges, mi.DiscreteDistribution]] = []
+        self._moving: list[mi.Mesh] = []
+
+    def path_depth(self) -> int:
+        """Largest boundary depth ``K`` sampled in path space."""
+        if self.max_depth == UNBOUNDED:
+            return self.boundary_depth
+        last = self.max_depth - 1
+        return last if self.boundary_depth < 0 else min(self.boundary_depth, last)
+
+    def prepare_edges(self, scene: mi.Scene) -> list[MeshEdges]:
+        """Edge tables of the moving meshes (as ``pathdiff_edge``) and, for moving receivers,
+        one table of all static edges."""
+        tables = super().prepare_edges(scene)
+        self._moving = [t.mesh for t in tables]
+        self._static = []
+        static = [s for s in scene.shapes() if s.is_mesh() and s not in self._moving]
+        if self.static_edges and tables and static:
+            for mesh in static:
+                if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
+                    self._tables[id(mesh)] = MeshEdges(mesh)
+            table = StaticEdges([self._tables[id(mesh)] for mesh in static])
+            with dr.suspend_grad():
+                w = table.geometry().weight()
+                if dr.sum(w)[0] > 0:
+                    self._static.append((table, mi.DiscreteDistribution(w)))
+        return tables
+
+    # ---- Render passes: interior (+ deep vertices) + primary and path-space boundaries --------
+    def render_forward(self, scene, params, sensor=0, seed=0, spp=0) -> mi.TensorXf:
+        self.prepare_edges(scene)
+        grad = PRBIntegrator.render_forward(self, scene, params, sensor, seed, spp)
+        with dr.resume_grad():
+            B = self.boundary(scene, sensor, seed, spp)
+            if B is not None:  # one traversal: it clears the parameters' input gradients
+                dr.forward_to(B, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+                grad = grad + dr.grad(B)
+        return grad
+
+    def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0) -> None:
+        self.prepare_edges(scene)
+        PRBIntegrator.render_backward(self, scene, params, grad_in, sensor, seed, spp)
+        with dr.resume_grad():
+            B = self.boundary(scene, sensor, seed, spp)
+            if B is not None:
+                loss = dr.sum(B * grad_in, axis=None)
+                dr.backward_from(loss, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+
+    def boundary(
+        self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
+    ) -> mi.TensorXf | None:
+        """Attached zero-valued image: primary (image-plane) plus path-space boundary terms."""
+        terms = (self.primary_boundary, self.path_boundary)
+        images = [b for b in (t(scene, sensor, seed, spp) for t in terms) if b is not None]
+        return sum(images[1:], images[0]) if images else None
+
+    # ---- Shading-point edge sampling only beyond the path-space depths -----------------------
+    def has_vertex_term(self) -> bool:
+        return super().has_vertex_term() and self.path_depth() < self.max_depth - 1
+
+    def vertex_term(self, scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
+        return super().vertex_term(
+            scene, si, bsdf, β, depth, rng, active & (depth >= self.path_depth())
+        )
+
+    # ---- Path-space boundary term -------------------------------------------------------------
+    def path_boundary(
+        self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
+    ) -> mi.TensorXf | None:
+        """Attached zero-valued image whose derivative is the boundary term for ``K ≥ 1``."""
+        depth = self.path_depth()
+        if depth < 1 or not self._edges:
+            return None
+        if isinstance(sensor, int):
+            sensor = scene.sensors()[sensor]
+        W, H = sensor.film().crop_size()
+        spp = self.edge_samples or spp or sensor.sampler().sample_count()
+        N = W * H * spp
+        image = dr.zeros(mi.Float, W * H * 3)
+        tables = [(t, d, False) for t, d in self._edges] + [(t, d, True) for t, d in self._static]
+        for i, (table, distr, static) in enumerate(tables):
+            rng = RNGSampler(mi.PCG32(N, dr.opaque(mi.UInt64, seed << 8 | i), mi.UInt64(STREAM)))
+            # Static edges at K ≥ 2 would be weighted by the ray-attached velocity of x_K along
+            # a BSDF-sampled ray, ∝ 1/|cos θ_K|: an estimator with unbounded variance.
+            self._table_boundary(scene, sensor, table, distr, rng, N, 1 if static else depth, image)
+        return mi.TensorXf(image, shape=(H, W, 3))
+
+    def _table_boundary(
+        self,
+        scene: mi.Scene,
+        sensor: mi.Sensor,
+        table: MeshEdges | StaticEdges,
+        distr: mi.DiscreteDistribution,
+        rng: RNGSampler,
+        N: int,
+        depth: int,
+        image: mi.Float,
+    ) -> None:
+        """Splat ``N`` boundary segments on the edges of ``table`` for ``K = 1..depth``."""
+        with dr.suspend_grad():
+            seg = self._segment(scene, table, distr, rng)
+            keep = dr.compress(seg.ok)  # most samples are rejected: drop them now
+            if dr.width(keep) == 0:
+                return
+            seg, rng = dr.gather(Segment, seg, keep), dr.gather(RNGSampler, rng, keep)
+            Le, pdf_e = self._first_hits(scene, seg)
+            dr.eval(seg, Le, pdf_e)
+        si, origin = seg.si, sensor.world_transform() @ mi.Point3f(0)
+        throughput = mi.Spectrum(1 / seg.pmf)
+        for K in range(1, depth + 1):
+            with dr.suspend_grad():
+                ΔL = self._radiance_difference(scene, seg, Le, pdf_e, rng, K)
+                value, pixel, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
+                value *= throughput * ΔL
+                dr.eval(value, pixel, hit)  # own kernel, reused across seeds
+            α = self._normal_motion(scene, table, seg, origin)
+            value = value * (α - dr.detach(α))
+            for ch in range(3):
+                dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, hit)
+            if K < depth:
+                with dr.suspend_grad():
+                    si, weight = self._bounce(scene, si, rng, seg.ok & si.is_valid())
+                    throughput *= weight
+                    dr.eval(si, throughput)
+                origin = si if K == 1 else origin
+
+    def _segment(
+        self,
+        scene: mi.Scene,
+        table: MeshEdges | StaticEdges,
+        distr: mi.DiscreteDistribution,
+        rng: RNGSampler,
+    ) -> Segment:
+        """Sample an edge point ``y``, a direction ``ω`` and find ``x_K`` (detached). A static
+        edge only moves relative to a moving ``x_K``: other samples are dropped early."""
+        idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d())
+        g = table.geometry(idx)
+        y = dr.zeros(mi.Interaction3f, dr.width(idx))
+        y.p = dr.lerp(g.v0, g.v1, rng.next_1d())
+        uniform = rng.next_1d() >= EMITTER_FRACTION
+        ds, _ = scene.sample_emitter_direction(y, rng.next_2d(), False, ~uniform)
+        ω = dr.select(uniform, mi.warp.square_to_uniform_sphere(rng.next_2d()), ds.d)
+        ok = (pmf > 0) & (uniform | (~ds.delta & (ds.pdf > 0)))
+        offset = (1 + dr.max(dr.abs(y.p))) * mi.math.RayEpsilon
+        si = scene.ray_intersect(mi.Ray3f(y.p - offset * ω, -ω), ok)
+        static = isinstance(table, StaticEdges)
+        if static:
+            own = table.adjacent(idx, si, ok)
+        else:
+            own = (si.shape == mi.ShapePtr(table.mesh)) & table.adjacent(idx, si.prim_index, ok)
+        m = dr.cross(g.v0 - si.p, g.v1 - si.p)
+        m_len = dr.norm(m)
+        ok &= si.is_valid() & ~own & g.candidate(si.p) & (m_len > 0)
+        if static:
+            moving = mi.Bool(False)
+            for mesh in self._moving:
+                moving |= si.shape == mi.ShapePtr(mesh)
+            ok &= moving
+        return Segment(idx, pmf, ω, m / m_len, si, y, uniform, ok)
+
+    def _rays(self, seg: Segment) -> list[mi.Ray3f]:
+        """The rays from ``x_K`` through ``y ± δ n̂`` (``δ = ε |y − x_K|``): just on the "+"
+        and the "−" side of the edge. Aiming at points, not directions, keeps the ray
+        origin's offset off the surface from cancelling ``δ``."""
+        δ = EPS_ANGLE * dr.norm(seg.y.p - seg.si.p)
+        rays = []
+        for s in (1, -1):
+            ray = seg.si.spawn_ray(seg.ω)
+            ray.d = dr.normalize(seg.y.p + s * δ * seg.n̂ - ray.o)
+            rays.append(ray)
+        return rays
+
+    def _first_hits(self, scene: mi.Scene, seg: Segment) -> tuple[list, list]:
+        """Emission at the first hit of each side ray and the emitter strategy's density of
+        that direction from ``y`` (both independent of the depth budget)."""
+        Le, pdf = [], []
+        for ray in self._rays(seg):
+            hit = scene.ray_intersect(ray, seg.ok)
+            ds = mi.DirectionSample3f(scene, si=hit, ref=seg.y)
+            Le.append(ds.emitter.eval(hit, seg.ok))
+            pdf.append(scene.pdf_emitter_direction(seg.y, ds, seg.ok))
+        return Le, pdf
+
+    def _radiance_difference(
+        self, scene: mi.Scene, seg: Segment, Le: list, pdf_e: list, rng: RNGSampler, K: int
+    ) -> mi.Spectrum:
+        """``(L⁺ − L⁻)/p(ω)`` for boundary depth ``K``, with the one-sample MIS weights."""
+        budget = self.max_depth if self.max_depth == UNBOUNDED else self.max_depth - K
+        p_uniform = (1 - EMITTER_FRACTION) * dr.inv_four_pi
+        total = mi.Spectrum(0)
+        for sign, ray, Le_s, pdf_s in zip((1, -1), self._rays(seg), Le, pdf_e):
+            L, _, _, _ = self.sample(
+                dr.ADMode.Primal,
+                scene,
+                rng.copy(),
+                ray,
+                active=seg.ok,
+                max_depth=budget,
+                camera=False,
+            )
+            direct = Le_s / (EMITTER_FRACTION * pdf_s + p_uniform)
+            rest = dr.select(seg.uniform, (L - Le_s) / p_uniform, 0)
+            total += sign * (direct + rest)
+        return total
+
+    def _connect(
+        self,
+        scene: mi.Scene,
+        sensor: mi.Sensor,
+        si: mi.SurfaceInteraction3f,
+        active: mi.Bool,
+        N: int,
+    ) -> tuple[mi.Spectrum, mi.UInt32, mi.Bool]:
+        """Camera importance ``(W·H/N) w_sensor f_s |cos|`` reaching ``si`` (light arriving
+        from ``si.wi``) and the pixel it lands in."""
+        W, H = sensor.film().crop_size()
+        ds, w = sensor.sample_direction(si, mi.Point2f(0.5), active)
+        ray = si.spawn_ray_to(ds.p)
+        hit = active & (ds.pdf > 0) & ~scene.ray_test(ray, active)
+        hit &= (ds.uv.x >= 0) & (ds.uv.y >= 0) & (ds.uv.x < W) & (ds.uv.y < H)
+        wo = si.to_local(ds.d)
+        f = si.bsdf().eval(mi.BSDFContext(mi.TransportMode.Importance), si, wo, hit)
+        value = f * w * _adjoint_correction(si, ds.d) * (W * H / N)
+        pixel = mi.UInt32(dr.floor(ds.uv.y)) * W + mi.UInt32(dr.floor(ds.uv.x))
+        return value, pixel, hit
+
+    def _bounce(
+        self, scene: mi.Scene, si: mi.SurfaceInteraction3f, rng: RNGSampler, active: mi.Bool
+    ) -> tuple[mi.SurfaceInteraction3f, mi.Spectrum]:
+        """One step of the importance walk towards the camera: the next vertex and the
+        walk's throughput factor (BSDF weight with the adjoint shading-normal correction)."""
+        ctx = mi.BSDFContext(mi.TransportMode.Importance)
+        bs, weight = si.bsdf().sample(ctx, si, rng.next_1d(), rng.next_2d(), active)
+        d = si.to_world(bs.wo)
+        weight *= _adjoint_correction(si, d)
+        return scene.ray_intersect(si.spawn_ray(d), active), weight
+
+    def _normal_motion(
+        self,
+        scene: mi.Scene,
+        table: MeshEdges | StaticEdges,
+        seg: Segment,
+        origin: mi.Point3f | mi.SurfaceInteraction3f,
+    ) -> mi.Float:
+        """``ω·m`` (value 0) with ``x_K`` ray-attached along the ray from ``origin`` (the
+        camera centre or the walk's next vertex), as the interior term treats it."""
+        with dr.suspend_grad():
+            if isinstance(origin, mi.SurfaceInteraction3f):
+                ray = origin.spawn_ray(dr.normalize(seg.si.p - origin.p))
+            else:
+                ray = mi.Ray3f(origin, dr.normalize(seg.si.p - origin))
+        x = scene.ray_intersect(ray, mi.RayFlags.All, False, seg.ok)
+        same = (x.shape == seg.si.shape) & (x.prim_index == seg.si.prim_index)
+        g = table.geometry(seg.idx, seg.ok)
+        α = dr.dot(seg.ω, dr.cross(g.v0 - x.p, g.v1 - x.p))
+        return dr.select(same, α, 0)
+
+
+def _adjoint_correction(si: mi.SurfaceInteraction3f, d: mi.Vector3f) -> mi.Float:
+    """``|n_s·wi| |n_g·d| / (|n_g·wi| |n_s·d|)``: importance transport with shading normals."""
+    wi = si.to_world(si.wi)
+    num = dr.abs(mi.Frame3f.cos_theta(si.wi) * dr.dot(si.n, d))
+    den = dr.abs(mi.Frame3f.cos_theta(si.to_local(d)) * dr.dot(si.n, wi))
+    return dr.select(den > 0, num / den, 0)
