@@ -19,6 +19,7 @@ else:
     backend_error = None
     from . import integrators
     from .fd import finite_difference
+    from .optimize import OptimizeResult, optimize
     from .render import derivative, gradient, render
     from .scene import ParamSpec, list_params, load_scene, resolve_param
 
@@ -32,6 +33,8 @@ __all__ = [
     "gradient",
     "list_params",
     "load_scene",
+    "optimize",
+    "OptimizeResult",
     "render",
     "resolve_param",
     "set_variant",

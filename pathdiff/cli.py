@@ -232,6 +232,251 @@ def _run_gradcheck(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+class _TargetAction(argparse.Action):
+    """``--target IMG`` starts a target; ``--sensor N`` and ``--mask FILE`` set the last one's."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        targets = list(namespace.targets or [])
+        if option_string == "--target":
+            targets.append({"image": value})
+        elif not targets:
+            namespace.target_error = f"{option_string} {value} must follow the --target it is for"
+        else:
+            targets[-1][option_string[2:]] = value
+        namespace.targets = targets
+
+
+#: example-file keys that set options (paths in the file are relative to it)
+EXAMPLE_OPTIONS = (
+    "res", "spp", "seed", "max_depth", "iters", "lr", "loss", "integrator", "lambda_",
+    "exposure", "schedule", "patience", "tol", "checkpoint_every", "frame_every", "final_spp",
+)  # fmt: skip
+
+
+@subcommand
+def _optimize(sub) -> None:
+    p = sub.add_parser(
+        "optimize",
+        help="recover scene parameters from target images (inverse rendering)",
+        description="SCENE is a Mitsuba XML scene, or an example file (.json) holding these "
+        "options; options given on the command line take precedence over the file's.",
+    )
+    scene_arguments(p)
+    p.set_defaults(spp=8, targets=None, target_error=None)
+    t = p.add_argument_group("targets (repeat --target for several sensors)")
+    for flag, meta, text in (
+        ("--target", "IMG", "target image: PNG/JPEG (sRGB), EXR/HDR (linear)"),
+        ("--sensor", "N", "sensor of the preceding --target (default: its position)"),
+        ("--mask", "FILE", "mask of the preceding --target (default: the image's alpha)"),
+    ):
+        t.add_argument(flag, action=_TargetAction, dest="targets", metavar=meta, help=text)
+    t.add_argument("--strict", action="store_true", help="reject targets of the wrong size")
+    t.add_argument(
+        "--exposure",
+        choices=["none", "fit"],
+        default="none",
+        help="fit each render's scale to its target (photos of unknown exposure)",
+    )
+    v = p.add_argument_group("parameters")
+    v.add_argument(
+        "--param",
+        action="append",
+        dest="params",
+        metavar="KEY[:lr=X]",
+        help="parameter key, glob or ParamSpec; options :lr= :min= :max= (repeatable)",
+    )
+    v.add_argument(
+        "--init",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="starting value: numbers (0.5 or 0.5,0.4,0.3) or a file (PLY, image)",
+    )
+    v.add_argument("--truth", metavar="JSON", help="true values, to report the errors")
+    v.add_argument(
+        "--lambda",
+        dest="lambda_",
+        type=float,
+        default=20.0,
+        metavar="LAMBDA",
+        help="large-steps λ for vertex positions (0: plain Adam; default: 20)",
+    )
+    o = p.add_argument_group("optimization")
+    o.add_argument("--iters", type=int, default=100, help="iterations (default: 100)")
+    o.add_argument("--lr", type=float, default=0.02, help="Adam learning rate (default: 0.02)")
+    o.add_argument("--loss", default="l2", choices=["l1", "l2", "rel_l2", "multiscale_l1"])
+    o.add_argument("--integrator", help="default: edge if geometry moves, else prb")
+    o.add_argument(
+        "--schedule",
+        metavar="RES:SPP,...",
+        help="coarse-to-fine stages of equal length, e.g. 32:4,64:8",
+    )
+    o.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop when the mean loss of the last N iterations improves by less "
+        "than --tol on the N before (default: 0, off)",
+    )
+    o.add_argument("--tol", type=float, default=1e-3)
+    r = p.add_argument_group("outputs")
+    r.add_argument("-o", "--output", required=True, metavar="DIR", help="run directory")
+    r.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint")
+    r.add_argument("--checkpoint-every", type=int, default=10, metavar="N")
+    r.add_argument(
+        "--frame-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep a render every N iterations (default: iters/24)",
+    )
+    r.add_argument("--final-spp", type=int, default=64)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_optimize)  # fmt: skip
+
+
+def _parse_init(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--init expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = [float(x) for x in value.split(",")]
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _apply_example(args: argparse.Namespace, parser_defaults: dict) -> None:
+    """Fill ``args`` from an example file (``SCENE`` ending in ``.json``)."""
+    import json
+
+    path = args.scene
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"example file not found: {path}")
+    try:
+        spec = json.loads(open(path).read())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON in {path}: {e}") from e
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p):
+        return os.path.normpath(os.path.join(base, p))
+
+    args.scene = rel(spec["scene"])
+    for key in EXAMPLE_OPTIONS:
+        if key in spec and getattr(args, key) == parser_defaults.get(key):
+            setattr(args, key, spec[key])
+    if not args.targets:
+        args.targets = [
+            {k: rel(v) if k in ("image", "mask") else v for k, v in t.items()}
+            for t in spec.get("targets", [])
+        ]
+    args.params = args.params or spec.get("params")
+    args.truth = args.truth or (rel(spec["truth"]) if "truth" in spec else None)
+    init = {k: rel(v) if isinstance(v, str) else v for k, v in spec.get("init", {}).items()}
+    args.init_values = init | _parse_init(args.init)
+    args.define = [f"{k}={v}" for k, v in spec.get("define", {}).items()] + args.define
+    args.integrator_options = spec.get("integrator_options", {})
+
+
+def _run_optimize(args) -> int:
+    import warnings
+
+    from pathdiff.optimize import optimize
+
+    if args.target_error:
+        raise ValueError(args.target_error)
+    args.init_values, args.integrator_options = _parse_init(args.init), {}
+    if args.scene.lower().endswith(".json"):
+        _apply_example(args, vars(build_parser().parse_args(["optimize", "x", "-o", "x"])))
+    defines = dict(item.partition("=")[::2] for item in args.define)
+    xml_params = {**defines, **({"res": args.res} if args.res else {})}
+    opts = {**integrator_options(args), **args.integrator_options}
+
+    def show(message, *rest, **kw):
+        print(f"pathdiff: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        result = optimize(
+            args.scene,
+            args.params or [],
+            [
+                {**t, "sensor": int(t["sensor"])} if "sensor" in t else t
+                for t in args.targets or []
+            ],
+            iters=args.iters, lr=args.lr, spp=args.spp, loss=args.loss,
+            integrator=args.integrator, integrator_options=opts, seed=args.seed,
+            init=args.init_values, truth=args.truth, lambda_=args.lambda_,
+            exposure=args.exposure, strict=args.strict, schedule=args.schedule,
+            patience=args.patience, tol=args.tol, out_dir=args.output,
+            checkpoint_every=args.checkpoint_every, resume=args.resume,
+            frame_every=args.frame_every, final_spp=args.final_spp, progress=not args.quiet,
+            xml_params=xml_params, command=["pathdiff", *args.argv],
+        )  # fmt: skip
+    print(result.summary())
+    loss = f", final loss {result.losses[-1]:.4g}" if len(result.losses) else ""
+    skipped = f", {len(result.skipped)} step(s) skipped" if result.skipped else ""
+    print(
+        f"{result.iterations} iterations ({result.stop_reason}), {result.seconds:.1f} s"
+        f"{loss}{skipped}"
+    )
+    if result.stop_reason == "interrupted":
+        print(
+            f"checkpoint: {args.output}/checkpoint.npz; continue with the same command and "
+            "--resume",
+            file=sys.stderr,
+        )
+        return 130
+    names = ", ".join(os.path.relpath(f, args.output) for f in result.files)
+    print(f"wrote {args.output}/: {names}")
+    return 0
+
+
+#: options of ``pathdiff bench``, forwarded to ``python -m experiments.suite``
+BENCH_OPTIONS = {
+    "problems": (str, "comma-separated problem names (default: all)"),
+    "estimators": (str, "comma-separated estimators (default: every registered one)"),
+    "spp": (int, "samples per pixel of each derivative (default: 16)"),
+    "seeds": (int, "independent derivatives per pair (default: 4)"),
+    "opt_iters": (int, "Adam steps of the short optimization, 0 to skip (default: 10)"),
+    "opt_spp": (int, "samples per pixel per optimization step (default: 8)"),
+    "out": (str, "output folder (default: experiments/out/suite)"),
+}
+
+
+@subcommand
+def _bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="run the benchmark suite (experiments/suite of the source tree)"
+    )
+    for name, (kind, text) in BENCH_OPTIONS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from pathlib import Path
+
+    roots = [Path.cwd(), Path(pathdiff.__file__).resolve().parents[1]]
+    root = next((r for r in roots if (r / "experiments" / "suite" / "__main__.py").is_file()), None)
+    if root is None:
+        raise FileNotFoundError(
+            "experiments/suite not found: run `pathdiff bench` in the pathdiff source tree"
+        )
+    sys.path.insert(0, str(root))
+    from experiments.suite.__main__ import main as bench_main
+
+    argv = []
+    for name in BENCH_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return bench_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pathdiff", description="Differentiable Monte Carlo path tracing."
@@ -255,6 +500,7 @@ def _error(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pathdiff`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     if pathdiff.backend_error is not None:
         return _error(str(pathdiff.backend_error))
     from pathdiff.scene import SceneError
