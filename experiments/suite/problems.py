@@ -1,0 +1,277 @@
+"""The benchmark problems: a scene, a scalar parameter θ (ParamSpec), a loss and a target.
+
+Every problem is differentiated at θ = 0. Its finite-difference reference (CRN central
+differences of the primal ``path`` tracer, :mod:`experiments.suite.make_references`) and the
+target image of its short optimization (the scene rendered at ``θ = target``) are stored in
+``references/NAME.npz`` with the settings that produced them.
+
+Besides the ParamSpecs of :func:`pathdiff.resolve_param`, two suite-local kinds exist:
+
+* ``SHAPE.displace``: every vertex of a mesh moves by θ along its vertex normal (a
+  deformation of all vertices, not a rigid motion);
+* ``sensor.translate.x|y|z``: the camera moves by θ. Mitsuba 3.9.1 does not propagate
+  derivatives through ``sensor.to_world`` (flagged NonDifferentiable), so estimators get the
+  equivalent motion instead: every mesh (area lights included) moves by −θ. This is exact
+  for scenes lit only by mesh emitters (no environment), which is checked. The FD reference
+  moves the real camera, so it also validates the equivalence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+import pathdiff as pd
+from pathdiff.scene import ParamSpec
+
+SUITE = Path(__file__).resolve().parent
+ROOT = SUITE.parents[1]
+REFERENCES = SUITE / "references"
+
+#: estimators that only compute the interior (continuous) term
+INTERIOR_ONLY = ("prb", "ad", "mitsuba:prb")
+#: Mitsuba's own integrators, run as reference columns
+MITSUBA = ("mitsuba:prb", "mitsuba:prb_projective")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem.
+
+    ``h`` is the FD step (chosen so silhouettes move ≲ 0.05 px per h, estimators.md §7.2),
+    ``opts`` are integrator options used by the reference and every estimator, ``target`` is
+    the goal of the short optimization (start at θ = 0, reach θ = target); ``ref_seeds``
+    overrides the number of FD seeds of the reference (for very noisy problems).
+    """
+
+    name: str
+    scene: str
+    spec: str
+    covers: str
+    h: float
+    target: float
+    visibility: bool
+    loss: str = "l2"
+    opts: dict = field(default_factory=dict)
+    ref_seeds: int | None = None
+
+    @property
+    def scene_path(self) -> Path:
+        return ROOT / self.scene
+
+    @property
+    def reference_path(self) -> Path:
+        return REFERENCES / f"{self.name}.npz"
+
+
+PROBLEMS: list[Problem] = [
+    Problem(
+        name="diffuse_albedo",
+        scene="scenes/cbox/scene.xml",
+        spec="red.reflectance.value",
+        covers="diffuse material, interreflection (colour bleeding)",
+        h=0.005,
+        target=0.2,
+        visibility=False,
+        opts={"max_depth": 4},
+    ),
+    Problem(
+        name="glossy_roughness",
+        scene="scenes/glossy/scene.xml",
+        spec="metal.alpha.value",
+        covers="glossy material (GGX roughness)",
+        h=0.002,
+        target=0.15,
+        visibility=False,
+    ),
+    Problem(
+        name="texture",
+        scene="scenes/textured/scene.xml",
+        spec="plane_bsdf.reflectance.data",
+        covers="texture (all texels)",
+        h=0.005,
+        target=0.15,
+        visibility=False,
+    ),
+    Problem(
+        name="area_light",
+        scene="scenes/shadow/scene.xml",
+        spec="light.emitter.radiance.value",
+        covers="area-light radiance",
+        h=0.4,
+        target=10.0,
+        visibility=False,
+    ),
+    Problem(
+        name="envmap",
+        scene="scenes/glossy/scene.xml",
+        spec="env.scale",
+        covers="environment-map intensity",
+        h=0.01,
+        target=0.3,
+        visibility=False,
+    ),
+    Problem(
+        name="silhouette_translate",
+        scene="scenes/silhouette/scene.xml",
+        spec="object.translate.x",
+        covers="primary silhouette, translation",
+        h=0.002,
+        target=0.15,
+        visibility=True,
+    ),
+    Problem(
+        name="silhouette_rotate",
+        scene="scenes/silhouette/scene.xml",
+        spec="object.rotate.y",
+        covers="primary silhouette, rotation (degrees)",
+        h=0.2,
+        target=12.0,
+        visibility=True,
+    ),
+    Problem(
+        name="shadow",
+        scene="scenes/shadow/scene.xml",
+        spec="occluder.translate.x",
+        covers="shadow (secondary visibility) + primary",
+        h=0.002,
+        target=0.15,
+        visibility=True,
+    ),
+    Problem(
+        name="reflection",
+        scene="experiments/suite/scenes/reflection.xml",
+        spec="occluder.translate.x",
+        covers="visibility seen only in a glossy reflection",
+        h=0.002,
+        target=0.15,
+        visibility=True,
+    ),
+    Problem(
+        name="cbox_geometry",
+        scene="scenes/cbox/scene.xml",
+        spec="tall_box.rotate.y",
+        covers="interreflection + visibility in the Cornell box",
+        h=0.4,
+        target=10.0,
+        visibility=True,
+        opts={"max_depth": 3},
+        ref_seeds=128,
+    ),
+    Problem(
+        name="camera_translate",
+        scene="scenes/shadow/scene.xml",
+        spec="sensor.translate.x",
+        covers="camera translation (as a motion of the whole scene)",
+        h=0.005,
+        target=0.1,
+        visibility=True,
+    ),
+    Problem(
+        name="bunny_displace",
+        scene="scenes/bunny/scene.xml",
+        spec="mesh.displace",
+        covers="deformation of 2562 vertices along their normals",
+        h=0.005,
+        target=0.05,
+        visibility=True,
+    ),
+]
+
+
+def problem(name: str) -> Problem:
+    """The problem called ``name``."""
+    for p in PROBLEMS:
+        if p.name == name:
+            return p
+    raise KeyError(f"unknown problem {name!r}; known: {', '.join(p.name for p in PROBLEMS)}")
+
+
+def load(p: Problem, res: int) -> mi.Scene:
+    """The problem's scene at ``res`` × ``res`` pixels."""
+    return pd.load_scene(p.scene_path, res=res)
+
+
+def resolve(p: Problem, scene: mi.Scene, fd: bool = False) -> ParamSpec:
+    """The ParamSpec of ``p``; ``fd=True`` gives the one the FD reference uses (for the
+    camera: the real camera motion instead of the equivalent scene motion)."""
+    head, _, tail = p.spec.partition(".")
+    if tail == "displace":
+        return displace_spec(scene, head)
+    if head == "sensor" and tail.startswith("translate."):
+        axis = "xyz".index(tail[-1])
+        return camera_spec(scene, axis) if fd else scene_shift_spec(scene, axis, p.spec)
+    return pd.resolve_param(scene, p.spec)
+
+
+def displace_spec(scene: mi.Scene, shape_id: str) -> ParamSpec:
+    """θ moves every vertex of mesh ``shape_id`` along its vertex normal (at θ = 0)."""
+    params = mi.traverse(scene)
+    kp, kn = f"{shape_id}.vertex_positions", f"{shape_id}.vertex_normals"
+    P = dr.unravel(mi.Point3f, mi.Float(dr.detach(params[kp])))
+    N = dr.unravel(mi.Vector3f, mi.Float(dr.detach(params[kn])))
+    base = {kp: mi.Float(dr.detach(params[kp])), kn: mi.Float(dr.detach(params[kn]))}
+
+    def change(θ: mi.Float) -> dict:
+        return {kp: dr.ravel(P + N * θ)}
+
+    return ParamSpec(f"{shape_id}.displace", "geometry", [kp], params, base, change)
+
+
+def scene_shift_spec(scene: mi.Scene, axis: int, name: str) -> ParamSpec:
+    """θ moves every mesh by −θ along ``axis``: a camera translation by +θ."""
+    if any(e.is_environment() for e in scene.emitters()):
+        raise ValueError(f"{name}: a scene motion equals a camera motion only without envmaps")
+    params = mi.traverse(scene)
+    keys = [f"{s.id()}.vertex_positions" for s in scene.shapes() if s.is_mesh()]
+    base = {k: mi.Float(dr.detach(params[k])) for k in keys}
+    unit = np.eye(3)[axis]
+    offset = {k: np.tile(-unit, dr.width(v) // 3) for k, v in base.items()}
+
+    def change(θ: mi.Float) -> dict:
+        # one copy of θ per key: Dr.Jit 1.5 can resize a literal θ in place when it is
+        # multiplied with a wider array, which breaks the next key of another size
+        return {k: base[k] + mi.Float(offset[k]) * mi.Float(θ) for k in keys}
+
+    return ParamSpec(name, "geometry", keys, params, base, change)
+
+
+def camera_spec(scene: mi.Scene, axis: int) -> ParamSpec:
+    """θ translates the first sensor along ``axis`` (for finite differences only)."""
+    params = mi.traverse(scene)
+    key = "sensor.to_world"
+    base = mi.Transform4f(params[key])
+    unit = [float(i == axis) for i in range(3)]
+
+    def change(θ: mi.Float) -> dict:
+        return {key: mi.Transform4f().translate(mi.Vector3f(*unit) * θ) @ base}
+
+    return ParamSpec(
+        f"sensor.translate.{'xyz'[axis]}", "camera", [key], params, {key: base}, change
+    )
+
+
+def shifted(spec: ParamSpec, theta: float) -> ParamSpec:
+    """``spec`` re-centred at ``theta``: its θ = 0 is the original's θ = ``theta``."""
+    return ParamSpec(
+        spec.name, spec.kind, spec.keys, spec.params, spec.base, lambda θ: spec.change(θ + theta)
+    )
+
+
+def estimators() -> list[str]:
+    """Every registered pathdiff derivative estimator, then Mitsuba's reference columns."""
+    from pathdiff.integrators import PLUGINS
+
+    ours = [n.removeprefix("pathdiff_") for n in PLUGINS if n != "pathdiff_path"]
+    return ours + list(MITSUBA)
+
+
+def caveat(p: Problem, estimator: str) -> str:
+    """Why a result is expected to be off (empty if it is not)."""
+    if p.visibility and estimator in INTERIOR_ONLY:
+        return "interior only (expected biased)"
+    return ""

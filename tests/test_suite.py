@@ -1,0 +1,70 @@
+"""The benchmark suite (``experiments/suite``): problems, references and one tiny run."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+from experiments.suite import make_references as mr  # noqa: E402
+from experiments.suite import problems as sp  # noqa: E402
+
+RES = 8
+
+
+def test_problem_list():
+    names = [p.name for p in sp.PROBLEMS]
+    assert len(names) >= 12 and len(set(names)) == len(names)
+    assert all(p.scene_path.is_file() for p in sp.PROBLEMS)
+    assert any(p.visibility for p in sp.PROBLEMS) and any(not p.visibility for p in sp.PROBLEMS)
+    assert "mitsuba:prb" in sp.estimators() and "prb" in sp.estimators()
+
+
+@pytest.mark.parametrize("p", sp.PROBLEMS, ids=lambda p: p.name)
+def test_param_spec_resolves(pd, p):
+    scene = sp.load(p, RES)
+    for fd in (False, True):
+        spec = sp.resolve(p, scene, fd=fd)
+        spec.bind(spec.params, 0.0)
+        spec.reset(spec.params)
+
+
+@pytest.mark.parametrize("p", sp.PROBLEMS, ids=lambda p: p.name)
+def test_reference_matches_settings(pd, p):
+    ref = mr.load_reference(p)
+    st = ref["settings"]
+    expected = mr.settings(p, st["res"], st["spp"], st["seeds"], st["target_spp"])
+    for key in ("problem", "scene", "spec", "h", "opts", "target", "seed0", "integrator"):
+        assert st[key] == expected[key], key
+    shape = (st["res"], st["res"], 3)
+    assert ref["mean"].shape == ref["se"].shape == ref["target_image"].shape == shape
+    assert ref["stats"].shape[0] == st["seeds"]
+    assert np.isfinite(ref["mean"]).all() and np.abs(ref["mean"]).sum() > 0
+
+
+def test_camera_motion_equals_scene_motion(pd):
+    """The estimators' camera ParamSpec (scene moved by −θ) has the camera's derivative."""
+    p = sp.problem("camera_translate")
+    scene = sp.load(p, RES)
+    a, b = (
+        pd.finite_difference(scene, sp.resolve(p, scene, fd=fd), h=p.h, spp=64, seed=3, **p.opts)
+        for fd in (True, False)
+    )
+    assert np.abs(a).sum() > 0
+    np.testing.assert_allclose(a, b, atol=1e-3 * np.abs(a).max())
+
+
+def test_bench_produces_a_row(tmp_path):
+    from pathdiff.cli import main
+
+    args = ["--problems", "area_light", "--estimators", "prb", "--spp", "2", "--seeds", "2"]
+    args += ["--opt-iters", "2", "--opt-spp", "2", "--out", str(tmp_path)]
+    assert main(["bench", *args]) == 0
+    table = (tmp_path / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| area_light | prb |"))
+    assert "n/a" not in row
+    assert (tmp_path / "errors.png").is_file() and (tmp_path / "optimization.png").is_file()
