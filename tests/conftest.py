@@ -14,6 +14,46 @@ def scene_path(name: str) -> str:
     return str(ROOT / "scenes" / name / "scene.xml")
 
 
+BLOCKER_XML = f"""<scene version="3.0.0">
+    <path value="{ROOT / "scenes" / "textured"}"/>
+    <path value="{ROOT / "scenes" / "silhouette"}"/>
+    <include filename="{ROOT / "scenes" / "textured" / "scene.xml"}"/>
+    <shape type="ply" id="blocker">
+        <string name="filename" value="object.ply"/>
+        <boolean name="face_normals" value="true"/>
+        <transform name="to_world">
+            <scale value="0.25"/>
+            <translate value="0.13, 0.07, 0.3"/>
+        </transform>
+        <bsdf type="diffuse" id="blocker_bsdf">
+            <rgb name="reflectance" value="0.2, 0.3, 0.8"/>
+        </bsdf>
+    </shape>
+</scene>"""
+
+
+def load_case(pd, name: str, tmp_path_factory, res: int = 24):
+    """A bundled scene at ``res`` and max_depth 3, or ``blocker``: a faceted mesh in front of
+    the textured plane."""
+    if name == "blocker":
+        path = tmp_path_factory.mktemp("blocker") / "scene.xml"
+        path.write_text(BLOCKER_XML)
+        return pd.load_scene(str(path), res=res)
+    return pd.load_scene(scene_path(name), res=res, max_depth=3)
+
+
+def assert_matches_fd(pd, scene, spec: str, integrator: str, h: float, spp: int = 32) -> None:
+    """Independent seeds of ``integrator`` against independent CRN FD seeds (t-threshold)."""
+    from pathdiff.stats import compare
+
+    ad = [pd.derivative(scene, spec, integrator, spp=spp, seed=s) for s in range(4)]
+    fd = [pd.finite_difference(scene, spec, h=h, spp=256, seed=100 + s) for s in range(8)]
+    result = compare(ad, fd)
+    significant = abs(result.b_mean) > 4 * result.b_se
+    assert significant[1:].any(), "FD is not significant: the comparison would be vacuous"
+    assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"
+
+
 @pytest.fixture(scope="session")
 def pd():
     import pathdiff

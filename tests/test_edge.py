@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, scene_path
+from conftest import assert_matches_fd, load_case, scene_path
 
 from pathdiff.stats import compare
 
@@ -27,41 +27,10 @@ CASES = [  # scene, ParamSpec, FD step, what it exercises
     ("cbox", "short_box.translate.x", 5e-3),  # box on a floor: shadows, interreflection
 ]
 
-BLOCKER_XML = f"""<scene version="3.0.0">
-    <path value="{ROOT / "scenes" / "textured"}"/>
-    <path value="{ROOT / "scenes" / "silhouette"}"/>
-    <include filename="{ROOT / "scenes" / "textured" / "scene.xml"}"/>
-    <shape type="ply" id="blocker">
-        <string name="filename" value="object.ply"/>
-        <boolean name="face_normals" value="true"/>
-        <transform name="to_world">
-            <scale value="0.25"/>
-            <translate value="0.13, 0.07, 0.3"/>
-        </transform>
-        <bsdf type="diffuse" id="blocker_bsdf">
-            <rgb name="reflectance" value="0.2, 0.3, 0.8"/>
-        </bsdf>
-    </shape>
-</scene>"""
-
-
-def _load(pd, name, tmp_path_factory):
-    if name == "blocker":
-        path = tmp_path_factory.mktemp("blocker") / "scene.xml"
-        path.write_text(BLOCKER_XML)
-        return pd.load_scene(str(path), res=RES)
-    return pd.load_scene(scene_path(name), res=RES, max_depth=3)
-
 
 @pytest.mark.parametrize("name,spec,h", CASES)
 def test_edge_matches_fd(pd, tmp_path_factory, name, spec, h):
-    scene = _load(pd, name, tmp_path_factory)
-    ad = [pd.derivative(scene, spec, "edge", spp=32, seed=s) for s in range(4)]
-    fd = [pd.finite_difference(scene, spec, h=h, spp=256, seed=100 + s) for s in range(8)]
-    result = compare(ad, fd)
-    significant = np.abs(result.b_mean) > 4 * result.b_se
-    assert significant[1:].any(), "FD is not significant: the comparison would be vacuous"
-    assert result.passed, f"z = {np.round(result.z, 2)}, threshold {result.threshold:.2f}"
+    assert_matches_fd(pd, load_case(pd, name, tmp_path_factory), spec, "edge", h)
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,10 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 import pytest
-from conftest import scene_path
-from test_edge import BLOCKER_XML
+from conftest import assert_matches_fd, load_case, scene_path
 
 from pathdiff.integrators.reparam import ReparamIntegrator
-from pathdiff.stats import compare, threshold
+from pathdiff.stats import threshold
 
 RES = 24
 
@@ -44,23 +43,9 @@ CASES = [  # scene, ParamSpec, FD step (silhouettes move ≲ 0.05 px)
 ]
 
 
-def _load(pd, name, tmp_path_factory):
-    if name == "blocker":
-        path = tmp_path_factory.mktemp("blocker") / "scene.xml"
-        path.write_text(BLOCKER_XML)
-        return pd.load_scene(str(path), res=RES)
-    return pd.load_scene(scene_path(name), res=RES, max_depth=3)
-
-
 @pytest.mark.parametrize("name,spec,h", CASES)
 def test_reparam_matches_fd(pd, tmp_path_factory, name, spec, h):
-    scene = _load(pd, name, tmp_path_factory)
-    ad = [pd.derivative(scene, spec, "reparam", spp=32, seed=s) for s in range(4)]
-    fd = [pd.finite_difference(scene, spec, h=h, spp=256, seed=100 + s) for s in range(8)]
-    result = compare(ad, fd)
-    significant = np.abs(result.b_mean) > 4 * result.b_se
-    assert significant[1:].any(), "FD is not significant: the comparison would be vacuous"
-    assert result.passed, f"z = {np.round(result.z, 2)}, threshold {result.threshold:.2f}"
+    assert_matches_fd(pd, load_case(pd, name, tmp_path_factory), spec, "reparam", h)
 
 
 @pytest.mark.parametrize("spec", ["occluder.translate.x", "occluder.translate.z"])

@@ -57,6 +57,35 @@ class EdgeGeometry:
         return self.boundary | self.crease | (sA != sB)
 
 
+def gather_edges(
+    positions: mi.Float,
+    table,
+    flags: mi.Bool,
+    smooth: bool,
+    idx: mi.UInt32,
+    active: mi.Bool = True,
+) -> EdgeGeometry:
+    """Gather the attached geometry of edges ``idx`` from a flat position buffer, given a
+    ``table`` with vertex indices ``v0``, ``v1`` and the faces' vertex triples ``fa``, ``fb``;
+    ``flags`` marks edges that are candidates from everywhere."""
+
+    def vertex(indices, i):
+        return dr.gather(mi.Point3f, positions, dr.gather(mi.UInt32, indices, i, active), active)
+
+    def normal(indices):
+        a, b, c = (vertex(indices, 3 * idx + k) for k in range(3))
+        return dr.cross(b - a, c - a)
+
+    return EdgeGeometry(
+        v0=vertex(table.v0, idx),
+        v1=vertex(table.v1, idx),
+        nA=normal(table.fa),
+        nB=normal(table.fb),
+        boundary=dr.gather(mi.Bool, flags, idx, active),
+        smooth=smooth,
+    )
+
+
 class MeshEdges:
     """Edge table of one triangle mesh (topology on the host, positions on the device)."""
 
@@ -82,22 +111,8 @@ class MeshEdges:
         """Attached geometry of the edges ``idx`` (all edges if ``None``)."""
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
-        buf = self.mesh.vertex_positions_buffer()
-
-        def vertex(table, i):
-            return dr.gather(mi.Point3f, buf, dr.gather(mi.UInt32, table, i, active), active)
-
-        def normal(table):
-            a, b, c = (vertex(table, 3 * idx + k) for k in range(3))
-            return dr.cross(b - a, c - a)
-
-        return EdgeGeometry(
-            v0=vertex(self.v0, idx),
-            v1=vertex(self.v1, idx),
-            nA=normal(self.fa),
-            nB=normal(self.fb),
-            boundary=dr.gather(mi.Bool, self.boundary, idx, active),
-            smooth=self.smooth,
+        return gather_edges(
+            self.mesh.vertex_positions_buffer(), self, self.boundary, self.smooth, idx, active
         )
 
     def adjacent(self, idx: mi.UInt32, prim: mi.UInt32, active: mi.Bool = True) -> mi.Bool:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import RNGSampler
 from .edge import EPS_ANGLE, EdgeIntegrator
-from .edges import EdgeGeometry, MeshEdges
+from .edges import EdgeGeometry, MeshEdges, gather_edges
 from .prb import PRBIntegrator
 
 #: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
@@ -66,23 +66,7 @@ class StaticEdges:
         ``boundary`` (both are candidates from everywhere)."""
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
-
-        def vertex(table, i):
-            j = dr.gather(mi.UInt32, table, i, active)
-            return dr.gather(mi.Point3f, self.positions, j, active)
-
-        def normal(table):
-            a, b, c = (vertex(table, 3 * idx + k) for k in range(3))
-            return dr.cross(b - a, c - a)
-
-        return EdgeGeometry(
-            v0=vertex(self.v0, idx),
-            v1=vertex(self.v1, idx),
-            nA=normal(self.fa),
-            nB=normal(self.fb),
-            boundary=dr.gather(mi.Bool, self.always, idx, active),
-            smooth=True,
-        )
+        return gather_edges(self.positions, self, self.always, True, idx, active)
 
     def adjacent(self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool) -> mi.Bool:
         """Whether ``si`` lies on one of the faces of edge ``idx``."""
