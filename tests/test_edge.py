@@ -52,3 +52,15 @@ def test_material_parameters_unchanged(pd):
     edge = pd.derivative(scene, "red.reflectance.value", "edge", **kw)
     prb = pd.derivative(scene, "red.reflectance.value", "prb", **kw)
     np.testing.assert_array_equal(edge, prb)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("integrator", ["edge", "psdr", "reparam"])
+@pytest.mark.parametrize(
+    "name,spec,h",
+    [("shadow", "occluder.translate.x", 1e-3), ("cbox", "short_box.translate.x", 2e-3)],
+)
+def test_boundary_estimators_high_spp(pd, tmp_path_factory, integrator, name, spec, h):
+    """The same comparison at 48x48 and 256 spp: tighter error bars, same verdict."""
+    scene = load_case(pd, name, tmp_path_factory, res=48)
+    assert_matches_fd(pd, scene, spec, integrator, h, spp=256)
