@@ -72,8 +72,9 @@ class EdgeIntegrator(PRBIntegrator):
         self.prepare_edges(scene)
         grad = super().render_forward(scene, params, sensor, seed, spp)
         with dr.resume_grad():
-            B = self.primary_boundary(scene, sensor, seed, spp)
-            if B is not None:  # may not depend on θ (edges behind the camera): AllowNoGrad
+            B = self.boundary(scene, sensor, seed, spp)
+            if B is not None:  # one traversal (it clears the parameters' input gradients);
+                # B may not depend on θ (edges behind the camera): AllowNoGrad
                 dr.forward_to(B, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
                 grad = grad + dr.grad(B)
         return grad
@@ -82,7 +83,7 @@ class EdgeIntegrator(PRBIntegrator):
         self.prepare_edges(scene)
         super().render_backward(scene, params, grad_in, sensor, seed, spp)
         with dr.resume_grad():
-            B = self.primary_boundary(scene, sensor, seed, spp)
+            B = self.boundary(scene, sensor, seed, spp)
             if B is not None:
                 dr.backward_from(
                     dr.sum(B * grad_in, axis=None), flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad
@@ -90,6 +91,12 @@ class EdgeIntegrator(PRBIntegrator):
 
     def has_vertex_term(self) -> bool:
         return self.secondary and bool(self._edges)
+
+    def boundary(
+        self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
+    ) -> mi.TensorXf | None:
+        """Attached zero-valued image of the boundary terms estimated outside the replay."""
+        return self.primary_boundary(scene, sensor, seed, spp)
 
     # ---- Primary visibility ------------------------------------------------------------------
     def primary_boundary(

@@ -11,7 +11,6 @@ import numpy as np
 from .base import RNGSampler
 from .edge import EPS_ANGLE, EdgeIntegrator
 from .edges import EdgeGeometry, MeshEdges, gather_edges
-from .prb import PRBIntegrator
 
 #: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
 EMITTER_FRACTION = 0.5
@@ -155,26 +154,6 @@ class PSDRIntegrator(EdgeIntegrator):
                 if dr.sum(w)[0] > 0:
                     self._static.append((table, mi.DiscreteDistribution(w)))
         return tables
-
-    # ---- Render passes: interior (+ deep vertices) + primary and path-space boundaries --------
-    def render_forward(self, scene, params, sensor=0, seed=0, spp=0) -> mi.TensorXf:
-        self.prepare_edges(scene)
-        grad = PRBIntegrator.render_forward(self, scene, params, sensor, seed, spp)
-        with dr.resume_grad():
-            B = self.boundary(scene, sensor, seed, spp)
-            if B is not None:  # one traversal: it clears the parameters' input gradients
-                dr.forward_to(B, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
-                grad = grad + dr.grad(B)
-        return grad
-
-    def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0) -> None:
-        self.prepare_edges(scene)
-        PRBIntegrator.render_backward(self, scene, params, grad_in, sensor, seed, spp)
-        with dr.resume_grad():
-            B = self.boundary(scene, sensor, seed, spp)
-            if B is not None:
-                loss = dr.sum(B * grad_in, axis=None)
-                dr.backward_from(loss, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
 
     def boundary(
         self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
