@@ -45,13 +45,14 @@ def test_prb_alone_misses_visibility(pd, name, spec):
     assert not result.passed
 
 
-def test_material_parameters_unchanged(pd):
-    """With no moving mesh, ``edge`` is exactly ``prb``."""
+@pytest.mark.parametrize("integrator", ["edge", "psdr"])
+def test_material_parameters_unchanged(pd, integrator):
+    """With no moving mesh, the boundary estimators are exactly ``prb``."""
     scene = pd.load_scene(scene_path("cbox"), res=16)
     kw = dict(spp=8, seed=1, max_depth=3)
-    edge = pd.derivative(scene, "red.reflectance.value", "edge", **kw)
+    ours = pd.derivative(scene, "red.reflectance.value", integrator, **kw)
     prb = pd.derivative(scene, "red.reflectance.value", "prb", **kw)
-    np.testing.assert_array_equal(edge, prb)
+    np.testing.assert_array_equal(ours, prb)
 
 
 @pytest.mark.slow

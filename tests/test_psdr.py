@@ -180,12 +180,3 @@ def test_backward_matches_forward(pd):
         spec.reset(spec.params)
     assert abs(forward) > 1
     assert backward == pytest.approx(forward, rel=1e-4)
-
-
-def test_material_parameters_unchanged(pd):
-    """With no moving mesh, ``psdr`` is exactly ``prb``."""
-    scene = pd.load_scene(scene_path("cbox"), res=16)
-    kw = dict(spp=8, seed=1, max_depth=3)
-    psdr = pd.derivative(scene, "red.reflectance.value", "psdr", **kw)
-    prb = pd.derivative(scene, "red.reflectance.value", "prb", **kw)
-    np.testing.assert_array_equal(psdr, prb)
