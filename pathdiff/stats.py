@@ -43,12 +43,17 @@ def random_weights(shape: tuple[int, ...], count: int = 6, seed: int = 1234) -> 
     return np.random.default_rng(seed).standard_normal((count, *shape))
 
 
-def summary(img: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Scalar statistics of a derivative image: the channel-summed total, then the
-    random-weight losses ``Σ_p w_p I_p`` (which, unlike the total, cannot cancel out
-    opposite silhouettes)."""
+def summary(img: np.ndarray, weights: np.ndarray, tiles: int = 0) -> np.ndarray:
+    """Scalar statistics of a derivative image: the channel-summed total, the random-weight
+    losses ``Σ_p w_p I_p`` (which, unlike the total, cannot cancel out opposite
+    silhouettes), then, if ``tiles > 0``, the sums over a ``tiles × tiles`` grid (which
+    localize a bias that whole-image statistics dilute)."""
     x = np.asarray(img, dtype=np.float64)
-    return np.concatenate([[x.sum()], (weights * x).reshape(len(weights), -1).sum(1)])
+    blocks = []
+    if tiles:
+        rows = np.array_split(x.sum(-1), tiles, axis=0)
+        blocks = [b.sum() for r in rows for b in np.array_split(r, tiles, axis=1)]
+    return np.concatenate([[x.sum()], (weights * x).reshape(len(weights), -1).sum(1), blocks])
 
 
 @dataclass
@@ -68,12 +73,17 @@ class Comparison:
 
 
 def compare(
-    a_runs: list[np.ndarray], b_runs: list[np.ndarray], alpha: float = 1e-3, floor: float = 0.0
+    a_runs: list[np.ndarray],
+    b_runs: list[np.ndarray],
+    alpha: float = 1e-3,
+    floor: float = 0.0,
+    tiles: int = 0,
 ) -> Comparison:
-    """Compare the summary statistics of two sets of independent derivative images."""
+    """Compare the summary statistics of two sets of independent derivative images
+    (``tiles > 0`` adds tile sums, see :func:`summary`)."""
     w = random_weights(np.shape(a_runs[0]))
-    sa = [summary(r, w) for r in a_runs]
-    sb = [summary(r, w) for r in b_runs]
+    sa = [summary(r, w, tiles) for r in a_runs]
+    sb = [summary(r, w, tiles) for r in b_runs]
     am, ase = mean_se(sa)
     bm, bse = mean_se(sb)
     z = z_scores(sa, sb, floor=floor)
