@@ -20,16 +20,7 @@ CASES = [  # scene, ParamSpec, FD step, what it exercises
     ("silhouette", "object.translate.x", 2e-3),  # primary silhouette
     ("silhouette", "object.translate.y", 2e-3),
     ("silhouette", "object.rotate.y", 0.2),  # primary, creases of a faceted mesh
-    pytest.param(
-        "silhouette",
-        "object.scale",
-        2e-3,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="tile sums show a localized disagreement (|z| up to 14) with FD on the "
-            "faceted sphere's scale; translation and rotation agree; not yet explained",
-        ),
-    ),
+    ("silhouette", "object.scale", 2e-3),  # sun direction fixed while the surface moves
     ("shadow", "occluder.translate.x", 2e-3),  # primary + shadow (secondary)
     ("shadow", "occluder.translate.z", 2e-3),
     ("blocker", "blocker.translate.x", 2e-3),  # silhouette over a textured background

@@ -205,14 +205,16 @@ class PathLoopIntegrator(RBIntegrator):
             active_em &= ds.pdf != 0
             with dr.resume_grad(when=grad):
                 if dr.hint(grad, mode="scalar"):
+                    # A finite emitter's sample is a fixed point: its direction follows the
+                    # moving shading point. An infinite emitter's is a fixed direction.
+                    finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
                     to_light = ds.p - si.p
                     dist2 = dr.squared_norm(to_light)
-                    ds.d = to_light * dr.rsqrt(dist2)
+                    ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
                     det_em = mi.Float(1)
                     if dr.hint(not reparam, mode="scalar"):
                         # The emitter sample is held fixed in area measure while the shading
                         # point moves: differentiate the geometry term G = |cos_l| / r².
-                        finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
                         G = dr.select(ds.delta, 1, dr.abs(dr.dot(ds.n, ds.d))) / dist2
                         det_em = dr.select(finite & (dr.detach(G) > 0), _relative(G), 1)
                     if dr.hint(reparam, mode="scalar"):
