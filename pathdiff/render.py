@@ -15,6 +15,8 @@ from .scene import ParamSpec, resolve_param
 
 #: options every pathdiff integrator understands, inherited from the scene's integrator
 COMMON_OPTIONS = ("max_depth", "rr_depth", "hide_emitters")
+#: options only pathdiff's integrators have (inherited by pathdiff integrators only)
+PATHDIFF_OPTIONS = ("bend_normals",)
 
 
 def scene_integrator_options(scene: mi.Scene) -> dict:
@@ -40,7 +42,8 @@ def make_integrator(
 ) -> mi.Integrator:
     """The integrator to use: an instance, a name (``prb``, ``pathdiff_prb``, ``path``...) or
     ``None`` for the scene's own. Named integrators inherit ``max_depth``, ``rr_depth`` and
-    ``hide_emitters`` from the scene's integrator; ``opts`` override them.
+    ``hide_emitters`` (pathdiff's also ``bend_normals``) from the scene's integrator;
+    ``opts`` override them.
 
     ``path`` means pathdiff's primal tracer; Mitsuba's own is ``mitsuba:path``.
     """
@@ -56,11 +59,12 @@ def make_integrator(
         if integrator not in names:
             raise ValueError("pass integrator=NAME to override the scene integrator's options")
         integrator = names[integrator]
+    keys = COMMON_OPTIONS
     if integrator.startswith("mitsuba:"):
         name = integrator.removeprefix("mitsuba:")
     else:
-        name = plugin_name(integrator)
-    inherited = {k: v for k, v in scene_integrator_options(scene).items() if k in COMMON_OPTIONS}
+        name, keys = plugin_name(integrator), COMMON_OPTIONS + PATHDIFF_OPTIONS
+    inherited = {k: v for k, v in scene_integrator_options(scene).items() if k in keys}
     props = {"type": name, **inherited, **opts}
     try:
         return mi.load_dict(props)

@@ -25,6 +25,7 @@ CASES = [  # scene, ParamSpec, FD step, what it exercises
     ("shadow", "occluder.translate.z", 2e-3),
     ("blocker", "blocker.translate.x", 2e-3),  # silhouette over a textured background
     ("cbox", "short_box.translate.x", 5e-3),  # box on a floor: shadows, interreflection
+    ("bunny", "mesh.scale", 2e-3),  # smooth normals, area light and environment
 ]
 
 
@@ -43,6 +44,21 @@ def test_prb_alone_misses_visibility(pd, name, spec):
     fd = [pd.finite_difference(scene, spec, h=2e-3, spp=256, seed=100 + s) for s in range(8)]
     result = compare(prb, fd)
     assert not result.passed
+
+
+def test_unbent_smooth_normals_are_missed(pd):
+    """Negative control for the bunny case: without normal bending, the band where the
+    interpolated normal faces away from the viewer is black, and its border (inside the
+    triangles) is a discontinuity that edge sampling misses, so the same comparison fails
+    even against FD of that same unbent renderer."""
+    scene = pd.load_scene(scene_path("bunny"), res=RES, max_depth=3)
+    kw = dict(bend_normals=False)
+    ad = [pd.derivative(scene, "mesh.scale", "edge", spp=32, seed=s, **kw) for s in range(4)]
+    fd = [
+        pd.finite_difference(scene, "mesh.scale", h=2e-3, spp=256, seed=100 + s, **kw)
+        for s in range(8)
+    ]
+    assert not compare(ad, fd, tiles=4).passed
 
 
 @pytest.mark.parametrize("integrator", ["edge", "psdr"])

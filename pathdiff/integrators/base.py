@@ -40,6 +40,39 @@ def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
     return dr.detach(dr.select(total > 0, pdf_a / total, 0))
 
 
+#: smallest |cos| between the bent shading normal and the viewing direction
+BEND_EPS = 1e-3
+
+
+def face_viewer(
+    si: mi.SurfaceInteraction3f, d: mi.Vector3f
+) -> tuple[mi.SurfaceInteraction3f, mi.Bool]:
+    """A copy of ``si`` (seen along ``d``, from the camera's side of the path) whose shading
+    frame faces the same side as the geometric normal: ``sign(n_s·d) = sign(n_g·d)`` with
+    ``|n_s·d| ≥ ε``; ``si.wi`` keeps its world direction. Also returns where it bent.
+
+    An interpolated normal can face away from a viewer who sees the surface's front
+    (near smooth silhouettes); BSDFs are black there, and the border of that band is a
+    discontinuity inside triangles that no edge sampler sees. Removing the normal's
+    component along ``d`` beyond the margin, ``n_s ← n_s − (n_s·d − s ε) d`` with
+    ``s = sign(n_g·d)``, is continuous (identity at the margin) and differentiable, so the
+    integrand has no such discontinuity. Faceted surfaces only change at grazing
+    ``|cos| < ε``.
+    """
+    si = type(si)(si)
+    wi = si.to_world(si.wi)
+    n = si.sh_frame.n
+    α = dr.dot(n, d)
+    s = dr.sign(dr.dot(si.n, d))
+    bend = si.is_valid() & (s * α < BEND_EPS)
+    n_b = dr.normalize(n - (α - s * BEND_EPS) * d)
+    t = dr.normalize(si.sh_frame.s - dr.dot(si.sh_frame.s, n_b) * n_b)
+    frame = mi.Frame3f(t, dr.cross(n_b, t), n_b)
+    si.sh_frame = dr.select(bend, frame, si.sh_frame)
+    si.wi = dr.select(bend, si.to_local(wi), si.wi)
+    return si, bend
+
+
 class RNGSampler:
     """A per-lane PCG32 behind the ``next_1d``/``next_2d`` sampler interface.
 
@@ -74,8 +107,10 @@ class PathLoopIntegrator(RBIntegrator):
     """Base of the ``pathdiff_*`` plugins: options and the shared path loop.
 
     Options: ``max_depth`` (-1 = unbounded; 1 = emitters seen directly), ``rr_depth``
-    (depth at which Russian roulette starts) and ``hide_emitters`` (emitters seen directly
-    by the camera are black).
+    (depth at which Russian roulette starts), ``hide_emitters`` (emitters seen directly
+    by the camera are black) and ``bend_normals`` (default true: shading normals facing
+    away from the viewer are bent back, see :func:`face_viewer`; false renders exactly as
+    Mitsuba's ``path``).
     """
 
     #: run the loop with attached state across iterations (``pathdiff_ad``)
@@ -84,7 +119,9 @@ class PathLoopIntegrator(RBIntegrator):
     def __init__(self, props: mi.Properties):
         super().__init__(props)
         self.hide_emitters = props.get("hide_emitters", False)
+        self.bend_normals = props.get("bend_normals", True)
         self.options = {
+            "bend_normals": self.bend_normals,
             "max_depth": props.get("max_depth", 6),
             "rr_depth": self.rr_depth,
             "hide_emitters": self.hide_emitters,
@@ -181,6 +218,8 @@ class PathLoopIntegrator(RBIntegrator):
                 si = scene.ray_intersect(
                     ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
                 )
+                if dr.hint(self.bend_normals, mode="scalar"):
+                    si, _ = face_viewer(si, ray_att.d)
 
             # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
             ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))

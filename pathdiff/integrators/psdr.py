@@ -8,7 +8,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from .base import RNGSampler
+from .base import RNGSampler, face_viewer
 from .edge import EPS_ANGLE, EdgeIntegrator
 from .edges import EdgeGeometry, MeshEdges, gather_edges
 
@@ -327,6 +327,8 @@ class PSDRIntegrator(EdgeIntegrator):
         ray = si.spawn_ray_to(ds.p)
         hit = active & (ds.pdf > 0) & ~scene.ray_test(ray, active)
         hit &= (ds.uv.x >= 0) & (ds.uv.y >= 0) & (ds.uv.x < W) & (ds.uv.y < H)
+        if self.bend_normals:  # as the camera path that reaches si would see it
+            si, _ = face_viewer(si, -ds.d)
         wo = si.to_local(ds.d)
         f = si.bsdf().eval(mi.BSDFContext(mi.TransportMode.Importance), si, wo, hit)
         value = f * w * _adjoint_correction(si, ds.d) * (W * H / N)
@@ -341,6 +343,11 @@ class PSDRIntegrator(EdgeIntegrator):
         ctx = mi.BSDFContext(mi.TransportMode.Importance)
         bs, weight = si.bsdf().sample(ctx, si, rng.next_1d(), rng.next_2d(), active)
         d = si.to_world(bs.wo)
+        if self.bend_normals:  # sampled in the plain frame, evaluated in the bent one
+            si, bent = face_viewer(si, -d)
+            bent &= ~mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta) & (bs.pdf > 0)
+            f = si.bsdf().eval(ctx, si, si.to_local(d), active & bent)
+            weight = dr.select(bent, f / bs.pdf, weight)
         weight *= _adjoint_correction(si, d)
         return scene.ray_intersect(si.spawn_ray(d), active), weight
 
