@@ -29,6 +29,17 @@ CASES = [  # scene, ParamSpec, FD step, what it exercises
     ("blocker", "blocker.translate.x", 2e-3),  # silhouette over a textured background
     ("cbox", "short_box.translate.x", 5e-3),  # box on a floor: shadows, interreflection
     ("bunny", "mesh.scale", 2e-3),  # smooth normals, area light and environment
+    pytest.param(
+        "shadow",
+        "floor.translate.y",
+        2e-3,  # a static occluder's shadow on a moving receiver (static edge table)
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="a static occluder's shadow on a moving receiver: missed by default; "
+            "with static_edges=true it comes out about twice the FD change (psdr's K=1 "
+            "static term agrees with edge's); not yet explained",
+        ),
+    ),
 ]
 
 

@@ -115,11 +115,65 @@ class MeshEdges:
             self.mesh.vertex_positions_buffer(), self, self.boundary, self.smooth, idx, active
         )
 
-    def adjacent(self, idx: mi.UInt32, prim: mi.UInt32, active: mi.Bool = True) -> mi.Bool:
-        """Whether triangle ``prim`` is one of the faces of edge ``idx``."""
+    def adjacent(
+        self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool = True
+    ) -> mi.Bool:
+        """Whether ``si`` lies on one of the faces of edge ``idx``."""
         fa = dr.gather(mi.UInt32, self.face_a, idx, active)
         fb = dr.gather(mi.UInt32, self.face_b, idx, active)
-        return (fa == prim) | (fb == prim)
+        on_face = (fa == si.prim_index) | (fb == si.prim_index)
+        return (si.shape == mi.ShapePtr(self.mesh)) & on_face
+
+
+class StaticEdges:
+    """The edges of all static meshes in one table (fixed positions). They are boundaries
+    that move relative to a moving path vertex (moving receivers)."""
+
+    def __init__(self, tables: list[MeshEdges]):
+        self.meshes = [t.mesh for t in tables]
+        positions, v0, v1, fa, fb, face_a, face_b, always, mesh = ([] for _ in range(9))
+        emitter = []
+        offset = 0
+        for k, t in enumerate(tables):
+            with dr.suspend_grad():
+                g = t.geometry()
+                positions.append(np.array(t.mesh.vertex_positions_buffer()))
+                always.append(np.array(g.boundary | g.crease))
+            for out, table in ((v0, t.v0), (v1, t.v1), (fa, t.fa), (fb, t.fb)):
+                out.append(np.array(table) + offset)
+            face_a.append(np.array(t.face_a))
+            face_b.append(np.array(t.face_b))
+            mesh.append(np.full(t.count, k))
+            emitter.append(np.full(t.count, t.mesh.is_emitter()))
+            offset += t.mesh.vertex_count()
+        self.count = int(sum(len(m) for m in mesh))
+        self.positions = mi.Float(np.concatenate(positions))
+        self.v0, self.v1, self.fa, self.fb, self.face_a, self.face_b, self.mesh = (
+            mi.UInt32(np.concatenate(a).astype(np.uint32))
+            for a in (v0, v1, fa, fb, face_a, face_b, mesh)
+        )
+        self.always = mi.Bool(np.concatenate(always))
+        #: edges of area emitters: across them the emission itself jumps
+        self.emitter = mi.Bool(np.concatenate(emitter))
+
+    def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
+        """Geometry of the edges ``idx``; boundary edges and creases are flagged as
+        ``boundary`` (both are candidates from everywhere)."""
+        if idx is None:
+            idx = dr.arange(mi.UInt32, self.count)
+        return gather_edges(self.positions, self, self.always, True, idx, active)
+
+    def adjacent(
+        self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool = True
+    ) -> mi.Bool:
+        """Whether ``si`` lies on one of the faces of edge ``idx``."""
+        k = dr.gather(mi.UInt32, self.mesh, idx, active)
+        same = mi.Bool(False)
+        for i, mesh in enumerate(self.meshes):
+            same |= (k == i) & (si.shape == mi.ShapePtr(mesh))
+        fa = dr.gather(mi.UInt32, self.face_a, idx, active)
+        fb = dr.gather(mi.UInt32, self.face_b, idx, active)
+        return same & ((fa == si.prim_index) | (fb == si.prim_index))
 
 
 def _merge_vertices(P: np.ndarray, F: np.ndarray) -> np.ndarray:

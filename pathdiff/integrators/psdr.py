@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import drjit as dr
 import mitsuba as mi
-import numpy as np
 
-from .base import RNGSampler, face_viewer
+from .base import RNGSampler, face_viewer, mis_weight
 from .edge import EPS_ANGLE, EdgeIntegrator
-from .edges import EdgeGeometry, MeshEdges, gather_edges
+from .edges import MeshEdges, StaticEdges
 
 #: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
 EMITTER_FRACTION = 0.5
@@ -31,51 +30,6 @@ class Segment:
     y: mi.Interaction3f
     uniform: mi.Bool  # ω came from the uniform-sphere strategy
     ok: mi.Bool
-
-
-class StaticEdges:
-    """The edges of all static meshes in one table (fixed positions). They are boundaries
-    that move relative to a moving path vertex ``x_K`` (moving receivers)."""
-
-    def __init__(self, tables: list[MeshEdges]):
-        self.meshes = [t.mesh for t in tables]
-        positions, v0, v1, fa, fb, face_a, face_b, always, mesh = ([] for _ in range(9))
-        offset = 0
-        for k, t in enumerate(tables):
-            with dr.suspend_grad():
-                g = t.geometry()
-                positions.append(np.array(t.mesh.vertex_positions_buffer()))
-                always.append(np.array(g.boundary | g.crease))
-            for out, table in ((v0, t.v0), (v1, t.v1), (fa, t.fa), (fb, t.fb)):
-                out.append(np.array(table) + offset)
-            face_a.append(np.array(t.face_a))
-            face_b.append(np.array(t.face_b))
-            mesh.append(np.full(t.count, k))
-            offset += t.mesh.vertex_count()
-        self.count = int(sum(len(m) for m in mesh))
-        self.positions = mi.Float(np.concatenate(positions))
-        self.v0, self.v1, self.fa, self.fb, self.face_a, self.face_b, self.mesh = (
-            mi.UInt32(np.concatenate(a).astype(np.uint32))
-            for a in (v0, v1, fa, fb, face_a, face_b, mesh)
-        )
-        self.always = mi.Bool(np.concatenate(always))
-
-    def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
-        """Geometry of the edges ``idx``; boundary edges and creases are flagged as
-        ``boundary`` (both are candidates from everywhere)."""
-        if idx is None:
-            idx = dr.arange(mi.UInt32, self.count)
-        return gather_edges(self.positions, self, self.always, True, idx, active)
-
-    def adjacent(self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool) -> mi.Bool:
-        """Whether ``si`` lies on one of the faces of edge ``idx``."""
-        k = dr.gather(mi.UInt32, self.mesh, idx, active)
-        same = mi.Bool(False)
-        for i, mesh in enumerate(self.meshes):
-            same |= (k == i) & (si.shape == mi.ShapePtr(mesh))
-        fa = dr.gather(mi.UInt32, self.face_a, idx, active)
-        fb = dr.gather(mi.UInt32, self.face_b, idx, active)
-        return same & ((fa == si.prim_index) | (fb == si.prim_index))
 
 
 class PSDRIntegrator(EdgeIntegrator):
@@ -115,20 +69,22 @@ class PSDRIntegrator(EdgeIntegrator):
     ``K`` in path space, default 4, -1: ``max_depth − 1``; deeper vertices get shading-point
     edge sampling unless ``secondary`` is false), ``static_edges`` (default true),
     ``primary``. Limits: those of ``pathdiff_edge``; shadows of delta emitters are missed;
+    across a static emitter's outline only the BSDF-sampled share of the emission at ``x_1``
+    counts (NEE's share has no boundary); the static-edge term measured about twice the FD
+    change on a rising floor under a static occluder (unexplained, as in ``pathdiff_edge``);
     static edges seen from a moving ``x_K`` at ``K ≥ 2`` are missed (their ray-attached
     weight ∝ 1/|cos θ_K| has unbounded variance); glossy vertices on the camera side of
     ``K ≥ 2`` make the importance walk noisy (use ``boundary_depth=1``).
     """
+
+    default_static_edges = True
 
     def __init__(self, props: mi.Properties):
         super().__init__(props)
         self.boundary_depth = props.get("boundary_depth", 4)
         if self.boundary_depth < 0 and self.max_depth == UNBOUNDED:
             raise ValueError("boundary_depth=-1 needs a finite max_depth")
-        self.static_edges = props.get("static_edges", True)
-        self.options.update(boundary_depth=self.boundary_depth, static_edges=self.static_edges)
-        self._static: list[tuple[StaticEdges, mi.DiscreteDistribution]] = []
-        self._moving: list[mi.Mesh] = []
+        self.options.update(boundary_depth=self.boundary_depth)
 
     def path_depth(self) -> int:
         """Largest boundary depth ``K`` sampled in path space."""
@@ -136,24 +92,6 @@ class PSDRIntegrator(EdgeIntegrator):
             return self.boundary_depth
         last = self.max_depth - 1
         return last if self.boundary_depth < 0 else min(self.boundary_depth, last)
-
-    def prepare_edges(self, scene: mi.Scene) -> list[MeshEdges]:
-        """Edge tables of the moving meshes (as ``pathdiff_edge``) and, for moving receivers,
-        one table of all static edges."""
-        tables = super().prepare_edges(scene)
-        self._moving = [t.mesh for t in tables]
-        self._static = []
-        static = [s for s in scene.shapes() if s.is_mesh() and s not in self._moving]
-        if self.static_edges and tables and static:
-            for mesh in static:
-                if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
-                    self._tables[id(mesh)] = MeshEdges(mesh)
-            table = StaticEdges([self._tables[id(mesh)] for mesh in static])
-            with dr.suspend_grad():
-                w = table.geometry().weight()
-                if dr.sum(w)[0] > 0:
-                    self._static.append((table, mi.DiscreteDistribution(w)))
-        return tables
 
     def boundary(
         self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
@@ -212,13 +150,14 @@ class PSDRIntegrator(EdgeIntegrator):
             if dr.width(keep) == 0:
                 return
             seg, rng = dr.gather(Segment, seg, keep), dr.gather(RNGSampler, rng, keep)
-            Le, pdf_e = self._first_hits(scene, seg)
-            dr.eval(seg, Le, pdf_e)
-        si, origin = seg.si, sensor.world_transform() @ mi.Point3f(0)
+            cam = sensor.world_transform() @ mi.Point3f(0)
+            first = self._first_hits(scene, table, seg, cam)
+            dr.eval(seg, first)
+        si, origin = seg.si, cam
         throughput = mi.Spectrum(1 / seg.pmf)
         for K in range(1, depth + 1):
             with dr.suspend_grad():
-                ΔL = self._radiance_difference(scene, seg, Le, pdf_e, rng, K)
+                ΔL = self._radiance_difference(scene, seg, *first, rng, K)
                 value, pixel, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
                 value *= throughput * ΔL
                 dr.eval(value, pixel, hit)  # own kernel, reused across seeds
@@ -253,18 +192,12 @@ class PSDRIntegrator(EdgeIntegrator):
         offset = (1 + dr.max(dr.abs(y.p))) * mi.math.RayEpsilon
         si = scene.ray_intersect(mi.Ray3f(y.p - offset * ω, -ω), ok)
         static = isinstance(table, StaticEdges)
-        if static:
-            own = table.adjacent(idx, si, ok)
-        else:
-            own = (si.shape == mi.ShapePtr(table.mesh)) & table.adjacent(idx, si.prim_index, ok)
+        own = table.adjacent(idx, si, ok)
         m = dr.cross(g.v0 - si.p, g.v1 - si.p)
         m_len = dr.norm(m)
         ok &= si.is_valid() & ~own & g.candidate(si.p) & (m_len > 0)
         if static:
-            moving = mi.Bool(False)
-            for mesh in self._moving:
-                moving |= si.shape == mi.ShapePtr(mesh)
-            ok &= moving
+            ok &= self.on_moving(si)
         return Segment(idx, pmf, ω, m / m_len, si, y, uniform, ok)
 
     def _rays(self, seg: Segment) -> list[mi.Ray3f]:
@@ -279,25 +212,51 @@ class PSDRIntegrator(EdgeIntegrator):
             rays.append(ray)
         return rays
 
-    def _first_hits(self, scene: mi.Scene, seg: Segment) -> tuple[list, list]:
-        """Emission at the first hit of each side ray and the emitter strategy's density of
-        that direction from ``y`` (both independent of the depth budget)."""
-        Le, pdf = [], []
+    def _first_hits(
+        self, scene: mi.Scene, table: MeshEdges | StaticEdges, seg: Segment, cam: mi.Point3f
+    ) -> tuple[list, list, list]:
+        """Emission at the first hit of each side ray, the emitter strategy's density of
+        that direction from ``y`` (both independent of the depth budget) and the share of
+        that emission that jumps. Across a static emitter's outline only what ``x_1``
+        gathers by BSDF sampling jumps (NEE holds its sample fixed on the emitter): its MIS
+        weight, given the camera at ``cam``; elsewhere 1."""
+        outline = mi.Bool(False)
+        if isinstance(table, StaticEdges):
+            outline = dr.gather(mi.Bool, table.emitter, seg.idx, seg.ok)
+            si = mi.SurfaceInteraction3f(seg.si)
+            si.wi = si.to_local(dr.normalize(cam - si.p))
+            if self.bend_normals:
+                si, _ = face_viewer(si, -si.to_world(si.wi))
+            pdf_b = si.bsdf().pdf(mi.BSDFContext(), si, si.to_local(seg.ω), outline)
+        Le, pdf, share = [], [], []
         for ray in self._rays(seg):
             hit = scene.ray_intersect(ray, seg.ok)
             ds = mi.DirectionSample3f(scene, si=hit, ref=seg.y)
             Le.append(ds.emitter.eval(hit, seg.ok))
             pdf.append(scene.pdf_emitter_direction(seg.y, ds, seg.ok))
-        return Le, pdf
+            if isinstance(table, StaticEdges):
+                ds_x = mi.DirectionSample3f(scene, si=hit, ref=seg.si)
+                pdf_x = scene.pdf_emitter_direction(seg.si, ds_x, outline)
+                share.append(dr.select(outline, mis_weight(pdf_b, pdf_x), 1))
+            else:
+                share.append(mi.Float(1))
+        return Le, pdf, share
 
     def _radiance_difference(
-        self, scene: mi.Scene, seg: Segment, Le: list, pdf_e: list, rng: RNGSampler, K: int
+        self,
+        scene: mi.Scene,
+        seg: Segment,
+        Le: list,
+        pdf_e: list,
+        share: list,
+        rng: RNGSampler,
+        K: int,
     ) -> mi.Spectrum:
         """``(L⁺ − L⁻)/p(ω)`` for boundary depth ``K``, with the one-sample MIS weights."""
         budget = self.max_depth if self.max_depth == UNBOUNDED else self.max_depth - K
         p_uniform = (1 - EMITTER_FRACTION) * dr.inv_four_pi
         total = mi.Spectrum(0)
-        for sign, ray, Le_s, pdf_s in zip((1, -1), self._rays(seg), Le, pdf_e):
+        for sign, ray, Le_s, pdf_s, w in zip((1, -1), self._rays(seg), Le, pdf_e, share):
             L, _, _, _ = self.sample(
                 dr.ADMode.Primal,
                 scene,
@@ -307,7 +266,7 @@ class PSDRIntegrator(EdgeIntegrator):
                 max_depth=budget,
                 camera=False,
             )
-            direct = Le_s / (EMITTER_FRACTION * pdf_s + p_uniform)
+            direct = w * Le_s / (EMITTER_FRACTION * pdf_s + p_uniform)
             rest = dr.select(seg.uniform, (L - Le_s) / p_uniform, 0)
             total += sign * (direct + rest)
         return total

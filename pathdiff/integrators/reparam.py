@@ -74,11 +74,11 @@ class ReparamIntegrator(EdgeIntegrator):
         super().__init__(props)
         self.kappa = props.get("kappa", 1e4)
         self.aux_rays = props.get("aux_rays", 16)
-        self.secondary = False
-        del self.options["secondary"]
+        self.secondary = self.static_edges = False
+        del self.options["secondary"], self.options["static_edges"]
         self.options.update(kappa=self.kappa, aux_rays=self.aux_rays)
         self._topology: dict[int, tuple[mi.Mesh, tuple[np.ndarray, np.ndarray]]] = {}
-        self._moving: list[tuple[int, mi.Mesh]] = []
+        self._warped: list[tuple[int, mi.Mesh]] = []
 
     # ---- Per-render tables -------------------------------------------------------------------
     def prepare_edges(self, scene: mi.Scene) -> list[MeshEdges]:
@@ -87,7 +87,7 @@ class ReparamIntegrator(EdgeIntegrator):
         tables = super().prepare_edges(scene)
         moving = {id(m) for m in moving_meshes(scene)}
         shapes = scene.shapes()
-        self._moving = [(i, s) for i, s in enumerate(shapes) if id(s) in moving]
+        self._warped = [(i, s) for i, s in enumerate(shapes) if id(s) in moving]
         offset = np.full(len(shapes), 0xFFFFFFFF, dtype=np.uint32)
         # start with one placeholder face (never gathered) so that no table is empty
         flags, corners, neighbours = (
@@ -134,7 +134,7 @@ class ReparamIntegrator(EdgeIntegrator):
         return bits, P[F].reshape(-1, 3), n_nb.reshape(-1, 3)
 
     def reparameterizes(self) -> bool:
-        return bool(self._moving)
+        return bool(self._warped)
 
     # ---- The warp ----------------------------------------------------------------------------
     @dr.syntax
@@ -189,7 +189,7 @@ class ReparamIntegrator(EdgeIntegrator):
         coordinates held fixed), detached elsewhere."""
         p = o + pi.t * d
         u, v = pi.prim_uv.x, pi.prim_uv.y
-        for index, mesh in self._moving:
+        for index, mesh in self._warped:
             hit = pi.is_valid() & (pi.shape_index == index)
             face = dr.gather(mi.Vector3u, mesh.faces_buffer(), pi.prim_index, hit)
             corner = [
