@@ -65,6 +65,7 @@ class EdgeIntegrator(PRBIntegrator):
         self._edges: list[tuple[MeshEdges, mi.DiscreteDistribution]] = []
         self._moving: list[mi.Mesh] = []
         self._static: list[tuple[StaticEdges, mi.DiscreteDistribution]] = []
+        self._static_cache: StaticEdges | None = None
 
     # ---- Edge tables -----------------------------------------------------------------------
     def prepare_edges(self, scene: mi.Scene) -> list[MeshEdges]:
@@ -81,7 +82,7 @@ class EdgeIntegrator(PRBIntegrator):
                     self._edges.append((t, mi.DiscreteDistribution(w)))
             self._static = []
             if self.static_edges and tables and static:
-                table = StaticEdges([self._table(mesh) for mesh in static])
+                table = self._static_table(static)
                 w = table.geometry().weight()
                 if dr.sum(w)[0] > 0:
                     self._static.append((table, mi.DiscreteDistribution(w)))
@@ -91,6 +92,17 @@ class EdgeIntegrator(PRBIntegrator):
         if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
             self._tables[id(mesh)] = MeshEdges(mesh)
         return self._tables[id(mesh)]
+
+    def _static_table(self, meshes: list[mi.Mesh]) -> StaticEdges:
+        """The table of ``meshes``' edges: indices kept while the set of static meshes stays
+        the same, positions refreshed."""
+        tables = [self._table(mesh) for mesh in meshes]
+        cached = self._static_cache
+        if cached is None or [id(t) for t in cached.tables] != [id(t) for t in tables]:
+            self._static_cache = StaticEdges(tables)
+        else:
+            cached.refresh()
+        return self._static_cache
 
     def on_moving(self, si: mi.SurfaceInteraction3f) -> mi.Bool:
         """Whether ``si`` lies on a moving mesh (static edges move relative to it)."""
@@ -197,11 +209,10 @@ class EdgeIntegrator(PRBIntegrator):
         total = mi.Spectrum(0)
         receiver = active & self.on_moving(si) if self._static else active
         for table, distr in self._edges + self._static:
-            if isinstance(table, StaticEdges):
-                active = receiver
+            lanes = receiver if isinstance(table, StaticEdges) else active
             with dr.suspend_grad():
                 weight, ω, idx, ok = self._secondary_sample(
-                    scene, si, bsdf, β, depth, rng, table, distr, active
+                    scene, si, bsdf, β, depth, rng, table, distr, lanes
                 )
             g = table.geometry(idx, ok)
             α = dr.dot(ω, dr.cross(g.v0 - si.p, g.v1 - si.p))

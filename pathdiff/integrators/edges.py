@@ -126,19 +126,16 @@ class MeshEdges:
 
 
 class StaticEdges:
-    """The edges of all static meshes in one table (fixed positions). They are boundaries
-    that move relative to a moving path vertex (moving receivers)."""
+    """The edges of all static meshes in one table. They are boundaries that move relative
+    to a moving path vertex (moving receivers). The index tables are built once;
+    :meth:`refresh` gathers the current positions and flags on the device."""
 
     def __init__(self, tables: list[MeshEdges]):
+        self.tables = tables
         self.meshes = [t.mesh for t in tables]
-        positions, v0, v1, fa, fb, face_a, face_b, always, mesh = ([] for _ in range(9))
-        emitter = []
+        v0, v1, fa, fb, face_a, face_b, mesh, emitter = ([] for _ in range(8))
         offset = 0
         for k, t in enumerate(tables):
-            with dr.suspend_grad():
-                g = t.geometry()
-                positions.append(np.array(t.mesh.vertex_positions_buffer()))
-                always.append(np.array(g.boundary | g.crease))
             for out, table in ((v0, t.v0), (v1, t.v1), (fa, t.fa), (fb, t.fb)):
                 out.append(np.array(table) + offset)
             face_a.append(np.array(t.face_a))
@@ -147,14 +144,21 @@ class StaticEdges:
             emitter.append(np.full(t.count, t.mesh.is_emitter()))
             offset += t.mesh.vertex_count()
         self.count = int(sum(len(m) for m in mesh))
-        self.positions = mi.Float(np.concatenate(positions))
         self.v0, self.v1, self.fa, self.fb, self.face_a, self.face_b, self.mesh = (
             mi.UInt32(np.concatenate(a).astype(np.uint32))
             for a in (v0, v1, fa, fb, face_a, face_b, mesh)
         )
-        self.always = mi.Bool(np.concatenate(always))
         #: edges of area emitters: across them the emission itself jumps
         self.emitter = mi.Bool(np.concatenate(emitter))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Current (detached) positions, and the edges that are candidates from everywhere
+        (boundary edges and creases)."""
+        with dr.suspend_grad():
+            self.positions = dr.concat([t.mesh.vertex_positions_buffer() for t in self.tables])
+            geometry = [t.geometry() for t in self.tables]
+            self.always = dr.concat([g.boundary | g.crease for g in geometry])
 
     def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
         """Geometry of the edges ``idx``; boundary edges and creases are flagged as
