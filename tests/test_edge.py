@@ -29,17 +29,7 @@ CASES = [  # scene, ParamSpec, FD step, what it exercises
     ("blocker", "blocker.translate.x", 2e-3),  # silhouette over a textured background
     ("cbox", "short_box.translate.x", 5e-3),  # box on a floor: shadows, interreflection
     ("bunny", "mesh.scale", 2e-3),  # smooth normals, area light and environment
-    pytest.param(
-        "shadow",
-        "floor.translate.y",
-        2e-3,  # a static occluder's shadow on a moving receiver (static edge table)
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="a static occluder's shadow on a moving receiver: missed by default; "
-            "with static_edges=true it comes out about twice the FD change (psdr's K=1 "
-            "static term agrees with edge's); not yet explained",
-        ),
-    ),
+    ("shadow", "floor.translate.y", 2e-3),  # static occluder's shadow on a moving receiver
 ]
 
 
@@ -58,6 +48,16 @@ def test_prb_alone_misses_visibility(pd, name, spec):
     fd = [pd.finite_difference(scene, spec, h=2e-3, spp=256, seed=100 + s) for s in range(8)]
     result = compare(prb, fd)
     assert not result.passed
+
+
+def test_static_edges_needed_for_moving_receivers(pd, tmp_path_factory):
+    """Negative control for the rising floor: without the static-edge table the static
+    occluder's shadow term is missing and the same comparison fails."""
+    scene = load_case(pd, "shadow", tmp_path_factory)
+    spec = "floor.translate.y"
+    ad = [pd.derivative(scene, spec, "edge", spp=32, seed=s, static_edges=False) for s in range(4)]
+    fd = [pd.finite_difference(scene, spec, h=2e-3, spp=256, seed=100 + s) for s in range(8)]
+    assert not compare(ad, fd, tiles=4).passed
 
 
 def test_unbent_smooth_normals_are_missed(pd):

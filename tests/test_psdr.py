@@ -20,7 +20,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 import pytest
-from conftest import scene_path
+from conftest import assert_matches_fd, load_case, scene_path
 
 from pathdiff.render import make_integrator
 from pathdiff.stats import compare
@@ -120,6 +120,13 @@ def _assert_agree(a, b):
 def test_psdr_matches_fd(pd, name, spec, h):
     scene = pd.load_scene(scene_path(name), res=RES)
     _assert_agree(_derivatives(pd, scene, spec), _fd(pd, scene, spec, h))
+
+
+@pytest.mark.parametrize("name,spec", [("shadow", "floor.translate.y"), ("bunny", "mesh.scale")])
+def test_moving_receivers_tiles(pd, tmp_path_factory, name, spec):
+    """Moving receivers with 4x4 tile sums: a static occluder's shadow and a static light's
+    outline seen from a rising floor, and a smooth mesh under an area light."""
+    assert_matches_fd(pd, load_case(pd, name, tmp_path_factory), spec, "psdr", 2e-3)
 
 
 def test_psdr_matches_edge(pd):

@@ -178,16 +178,13 @@ class PathLoopIntegrator(RBIntegrator):
         active: mi.Bool = True,
         max_depth: int | mi.UInt32 | None = None,
         camera: bool = True,
-        origin: tuple[mi.SurfaceInteraction3f, mi.Float, mi.Bool] | None = None,
         **kwargs,
     ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         """Trace one path per lane (see the module docstring for the three regimes).
 
         ``max_depth`` overrides the integrator's (per lane, for nested estimates of incident
         radiance), and ``camera=False`` marks paths that do not start at the sensor, where
-        ``hide_emitters`` does not apply. ``origin = (si, pdf, mis)``: the vertex a nested
-        path leaves from and the BSDF density of its first direction; on lanes ``mis`` the
-        emission at the first hit is weighted as that vertex's BSDF sample (MIS against NEE).
+        ``hide_emitters`` does not apply.
         """
         primal = mode == dr.ADMode.Primal
         attached = self.attached and not primal

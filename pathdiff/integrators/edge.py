@@ -5,7 +5,7 @@ from __future__ import annotations
 import drjit as dr
 import mitsuba as mi
 
-from .base import RNGSampler
+from .base import RNGSampler, mis_weight
 from .edges import MeshEdges, StaticEdges, moving_meshes
 from .prb import PRBIntegrator
 
@@ -32,29 +32,26 @@ class EdgeIntegrator(PRBIntegrator):
       with ``|dω/dt| = |(I − ωωᵀ)(v1 − v0)| / |y − p|`` and ``L±`` the incident radiance along
       ``ω ± ε m/|m|`` (shadows of moving occluders, occlusion of indirect light).
 
-    Primary and secondary samples come from the edges of meshes whose vertex positions
-    carry derivatives. With ``static_edges`` (default false, experimental), vertices on a
-    moving mesh (a moving receiver) also take one sample from a table of all static edges:
-    ``p`` is attached, so ``∂(ω·m)`` is the edge's motion relative to ``p`` (a static
-    occluder's shadow sliding over a moving surface); across a static emitter's outline only
-    the BSDF-sampled share of the emission counts. Measured: this term comes out about twice
-    the FD change on a rising floor under a static occluder, so it is off by default (the
-    shadow of a static occluder on a moving receiver is then missed). Parameters:
+    Primary samples come from the edges of meshes whose vertex positions carry derivatives,
+    secondary ones too and, with ``static_edges`` (default true), at vertices on a moving
+    mesh (a moving receiver) also from one table of all static edges: ``p`` is attached, so
+    ``∂(ω·m)`` includes the vertex's own motion (a static occluder's shadow sliding over a
+    moving surface). That part of the velocity is not the whole story for the emission at
+    the side rays' first hits: NEE (MIS weight ``w_em``) holds its sample fixed on the
+    emitter, where the boundary moves only by the factor ``1 − r_e/r_L`` (edge and emitter
+    at distances ``r_e``, ``r_L``); :meth:`nee_share` removes the difference. Parameters:
     ``edge_samples`` (primary boundary samples per pixel; default: the render's spp),
     ``primary`` / ``secondary`` (enable each term). Limits: pinhole perspective sensors, no
     crop window; edges partly behind the camera are skipped; moving emitters are not
-    supported.
+    supported; shadows of delta lights are not sampled.
     """
-
-    #: whether ``static_edges`` is on unless the scene says otherwise
-    default_static_edges = False
 
     def __init__(self, props: mi.Properties):
         super().__init__(props)
         self.edge_samples = props.get("edge_samples", 0)
         self.primary = props.get("primary", True)
         self.secondary = props.get("secondary", True)
-        self.static_edges = props.get("static_edges", self.default_static_edges)
+        self.static_edges = props.get("static_edges", True)
         self.options.update(
             edge_samples=self.edge_samples,
             primary=self.primary,
@@ -211,16 +208,49 @@ class EdgeIntegrator(PRBIntegrator):
         for table, distr in self._edges + self._static:
             lanes = receiver if isinstance(table, StaticEdges) else active
             with dr.suspend_grad():
-                weight, ω, idx, ok = self._secondary_sample(
+                weight, weight_nee, ω, idx, ok = self._secondary_sample(
                     scene, si, bsdf, β, depth, rng, table, distr, lanes
                 )
             g = table.geometry(idx, ok)
             α = dr.dot(ω, dr.cross(g.v0 - si.p, g.v1 - si.p))
-            total += dr.select(ok, weight * (α - dr.detach(α)), 0)
+            # the part of ∂α due to the vertex's own motion
+            α_p = dr.dot(ω, dr.cross(dr.detach(g.v0) - si.p, dr.detach(g.v1) - si.p))
+            term = weight * (α - dr.detach(α)) - weight_nee * (α_p - dr.detach(α_p))
+            total += dr.select(ok, term, 0)
         return total
 
+    def nee_share(
+        self,
+        scene: mi.Scene,
+        si: mi.SurfaceInteraction3f,
+        bsdf: mi.BSDF,
+        ray: mi.Ray3f,
+        r_e: mi.Float,
+        active: mi.Bool,
+    ) -> mi.Spectrum:
+        """``w_em (r_e / r_L) Le`` of the first hit along ``ray`` (detached): the share of a
+        boundary's jump in emission that does not follow the vertex's own motion.
+
+        NEE holds its sample fixed on the emitter (area measure) and gets MIS weight
+        ``w_em``. When the vertex ``p`` moves by ``ṗ``, a boundary through an edge at
+        distance ``r_e`` moves on the sphere of directions at ``n̂·ṗ / r_e``, but across a
+        fixed emitter point at distance ``r_L`` only at ``n̂·ṗ (1/r_e − 1/r_L)``: NEE's share
+        of the jump ``Le`` is therefore counted with the factor ``1 − r_e/r_L`` for the part
+        of the velocity due to ``ṗ``. On an emitter's own outline ``r_L = r_e`` (only the
+        BSDF-sampled share jumps); an infinite emitter has ``r_L = ∞`` (no correction)."""
+        hit = scene.ray_intersect(ray, active)
+        valid = active & hit.is_valid()
+        ds = mi.DirectionSample3f(scene, si=hit, ref=si)
+        Le = ds.emitter.eval(hit, valid)
+        em_pdf = scene.pdf_emitter_direction(si, ds, valid)
+        bsdf_pdf = bsdf.pdf(mi.BSDFContext(), si, si.to_local(ray.d), valid)
+        nee = mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
+        w_em = dr.select(nee, mis_weight(em_pdf, bsdf_pdf), 0)
+        return dr.select(valid, w_em * (r_e / hit.t) * Le, 0)
+
     def _secondary_sample(self, scene, si, bsdf, β, depth, rng, table, distr, active):
-        """Detached part of one secondary edge sample: weight, direction, edge, validity."""
+        """Detached part of one secondary edge sample: weight, weight of the NEE share
+        (see :meth:`nee_share`), direction, edge, validity."""
         p = si.p
         idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d(active))
         t = rng.next_1d(active)
@@ -234,29 +264,17 @@ class EdgeIntegrator(PRBIntegrator):
         ok = active & g.candidate(p) & ~own & (m_len > 0) & (pmf > 0)
         n̂ = m / m_len
         budget = mi.UInt32(self.max_depth) - depth - 1
-        origin = None
-        if isinstance(table, StaticEdges):
-            # Across a static emitter's outline only the BSDF-sampled share of the emission
-            # jumps: NEE holds its sample fixed on the emitter (area measure, no boundary).
-            outline = dr.gather(mi.Bool, table.emitter, idx, ok)
-            pdf = bsdf.pdf(mi.BSDFContext(), si, si.to_local(ω), ok & outline)
-            origin = (si, pdf, outline)
-        L = []
+        L, S = [], []
         for sign, r in ((1, rng.copy()), (-1, rng)):
             ray = si.spawn_ray(ω)  # aim at y ± δ n̂: the origin's offset must not cancel δ
             ray.d = dr.normalize(y + sign * EPS_ANGLE * dist * n̂ - ray.o)
             Li, _, _, _ = self.sample(
-                dr.ADMode.Primal,
-                scene,
-                r,
-                ray,
-                active=ok,
-                max_depth=budget,
-                camera=False,
-                origin=origin,
+                dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
             )
             L.append(Li)
+            S.append(self.nee_share(scene, si, bsdf, ray, dist, ok))
         f = bsdf.eval(mi.BSDFContext(), si, si.to_local(ω), ok)
         e = g.v1 - g.v0
         dω_dt = dr.norm(e - ω * dr.dot(ω, e)) / dist
-        return β * f * (L[0] - L[1]) * dω_dt / (pmf * m_len), ω, idx, ok
+        w = β * f * dω_dt / (pmf * m_len)
+        return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok

@@ -133,7 +133,7 @@ class StaticEdges:
     def __init__(self, tables: list[MeshEdges]):
         self.tables = tables
         self.meshes = [t.mesh for t in tables]
-        v0, v1, fa, fb, face_a, face_b, mesh, emitter = ([] for _ in range(8))
+        v0, v1, fa, fb, face_a, face_b, mesh = ([] for _ in range(7))
         offset = 0
         for k, t in enumerate(tables):
             for out, table in ((v0, t.v0), (v1, t.v1), (fa, t.fa), (fb, t.fb)):
@@ -141,15 +141,12 @@ class StaticEdges:
             face_a.append(np.array(t.face_a))
             face_b.append(np.array(t.face_b))
             mesh.append(np.full(t.count, k))
-            emitter.append(np.full(t.count, t.mesh.is_emitter()))
             offset += t.mesh.vertex_count()
         self.count = int(sum(len(m) for m in mesh))
         self.v0, self.v1, self.fa, self.fb, self.face_a, self.face_b, self.mesh = (
             mi.UInt32(np.concatenate(a).astype(np.uint32))
             for a in (v0, v1, fa, fb, face_a, face_b, mesh)
         )
-        #: edges of area emitters: across them the emission itself jumps
-        self.emitter = mi.Bool(np.concatenate(emitter))
         self.refresh()
 
     def refresh(self) -> None:

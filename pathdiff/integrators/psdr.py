@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import drjit as dr
 import mitsuba as mi
 
-from .base import RNGSampler, face_viewer, mis_weight
+from .base import RNGSampler, face_viewer
 from .edge import EPS_ANGLE, EdgeIntegrator
 from .edges import MeshEdges, StaticEdges
 
@@ -61,7 +61,10 @@ class PSDRIntegrator(EdgeIntegrator):
     along the ray from the camera (``K = 1``) or from the walk's next vertex (``K ≥ 2``), so
     this term and shading-point edge sampling estimate the same integral. Edges of static
     meshes then move too, relative to an ``x_K`` on a moving mesh (moving receivers): they
-    are sampled from one table of all static edges, for ``K = 1``.
+    are sampled from one table of all static edges, for ``K = 1``. For the part of the
+    velocity due to ``x_K``'s own motion, NEE's share of the first-hit emission counts only
+    with the factor ``1 − r_e/r_L`` (see ``pathdiff_edge.nee_share``), the MIS weight taken
+    as seen from ``x_K``'s camera-side neighbour.
 
     ``K = 0`` (the image plane) comes from ``pathdiff_edge``'s primary edge sampling. Options:
     ``edge_samples`` (samples per pixel: primary edges, and boundary segments per moving
@@ -69,15 +72,10 @@ class PSDRIntegrator(EdgeIntegrator):
     ``K`` in path space, default 4, -1: ``max_depth − 1``; deeper vertices get shading-point
     edge sampling unless ``secondary`` is false), ``static_edges`` (default true),
     ``primary``. Limits: those of ``pathdiff_edge``; shadows of delta emitters are missed;
-    across a static emitter's outline only the BSDF-sampled share of the emission at ``x_1``
-    counts (NEE's share has no boundary); the static-edge term measured about twice the FD
-    change on a rising floor under a static occluder (unexplained, as in ``pathdiff_edge``);
     static edges seen from a moving ``x_K`` at ``K ≥ 2`` are missed (their ray-attached
     weight ∝ 1/|cos θ_K| has unbounded variance); glossy vertices on the camera side of
     ``K ≥ 2`` make the importance walk noisy (use ``boundary_depth=1``).
     """
-
-    default_static_edges = True
 
     def __init__(self, props: mi.Properties):
         super().__init__(props)
@@ -150,19 +148,21 @@ class PSDRIntegrator(EdgeIntegrator):
             if dr.width(keep) == 0:
                 return
             seg, rng = dr.gather(Segment, seg, keep), dr.gather(RNGSampler, rng, keep)
-            cam = sensor.world_transform() @ mi.Point3f(0)
-            first = self._first_hits(scene, table, seg, cam)
-            dr.eval(seg, first)
-        si, origin = seg.si, cam
+            Le, pdf_e = self._first_hits(scene, seg)
+            dr.eval(seg, Le, pdf_e)
+        si, origin = seg.si, sensor.world_transform() @ mi.Point3f(0)
         throughput = mi.Spectrum(1 / seg.pmf)
         for K in range(1, depth + 1):
             with dr.suspend_grad():
-                ΔL = self._radiance_difference(scene, seg, *first, rng, K)
+                if K <= 2:  # x_K's camera-side neighbour: the camera, then the walk's vertex
+                    toward = origin if K == 1 else origin.p
+                    shares = self._nee_shares(scene, seg, toward)
+                ΔL, ΔS = self._radiance_difference(scene, seg, Le, pdf_e, shares, rng, K)
                 value, pixel, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
-                value *= throughput * ΔL
-                dr.eval(value, pixel, hit)  # own kernel, reused across seeds
-            α = self._normal_motion(scene, table, seg, origin)
-            value = value * (α - dr.detach(α))
+                value *= throughput
+                dr.eval(value, pixel, hit, ΔL, ΔS)  # own kernel, reused across seeds
+            α, α_x = self._normal_motion(scene, table, seg, origin)
+            value = value * (ΔL * (α - dr.detach(α)) - ΔS * (α_x - dr.detach(α_x)))
             for ch in range(3):
                 dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, hit)
             if K < depth:
@@ -212,35 +212,26 @@ class PSDRIntegrator(EdgeIntegrator):
             rays.append(ray)
         return rays
 
-    def _first_hits(
-        self, scene: mi.Scene, table: MeshEdges | StaticEdges, seg: Segment, cam: mi.Point3f
-    ) -> tuple[list, list, list]:
-        """Emission at the first hit of each side ray, the emitter strategy's density of
-        that direction from ``y`` (both independent of the depth budget) and the share of
-        that emission that jumps. Across a static emitter's outline only what ``x_1``
-        gathers by BSDF sampling jumps (NEE holds its sample fixed on the emitter): its MIS
-        weight, given the camera at ``cam``; elsewhere 1."""
-        outline = mi.Bool(False)
-        if isinstance(table, StaticEdges):
-            outline = dr.gather(mi.Bool, table.emitter, seg.idx, seg.ok)
-            si = mi.SurfaceInteraction3f(seg.si)
-            si.wi = si.to_local(dr.normalize(cam - si.p))
-            if self.bend_normals:
-                si, _ = face_viewer(si, -si.to_world(si.wi))
-            pdf_b = si.bsdf().pdf(mi.BSDFContext(), si, si.to_local(seg.ω), outline)
-        Le, pdf, share = [], [], []
+    def _first_hits(self, scene: mi.Scene, seg: Segment) -> tuple[list, list]:
+        """Emission at the first hit of each side ray and the emitter strategy's density of
+        that direction from ``y`` (both independent of the depth budget)."""
+        Le, pdf = [], []
         for ray in self._rays(seg):
             hit = scene.ray_intersect(ray, seg.ok)
             ds = mi.DirectionSample3f(scene, si=hit, ref=seg.y)
             Le.append(ds.emitter.eval(hit, seg.ok))
             pdf.append(scene.pdf_emitter_direction(seg.y, ds, seg.ok))
-            if isinstance(table, StaticEdges):
-                ds_x = mi.DirectionSample3f(scene, si=hit, ref=seg.si)
-                pdf_x = scene.pdf_emitter_direction(seg.si, ds_x, outline)
-                share.append(dr.select(outline, mis_weight(pdf_b, pdf_x), 1))
-            else:
-                share.append(mi.Float(1))
-        return Le, pdf, share
+        return Le, pdf
+
+    def _nee_shares(self, scene: mi.Scene, seg: Segment, toward: mi.Point3f) -> list:
+        """:meth:`nee_share` of each side ray at ``x_K``, whose camera path arrives from
+        ``toward``."""
+        si = mi.SurfaceInteraction3f(seg.si)
+        si.wi = si.to_local(dr.normalize(toward - si.p))
+        if self.bend_normals:
+            si, _ = face_viewer(si, -si.to_world(si.wi))
+        r_e = dr.norm(seg.y.p - si.p)
+        return [self.nee_share(scene, si, si.bsdf(), ray, r_e, seg.ok) for ray in self._rays(seg)]
 
     def _radiance_difference(
         self,
@@ -248,15 +239,16 @@ class PSDRIntegrator(EdgeIntegrator):
         seg: Segment,
         Le: list,
         pdf_e: list,
-        share: list,
+        shares: list,
         rng: RNGSampler,
         K: int,
-    ) -> mi.Spectrum:
-        """``(L⁺ − L⁻)/p(ω)`` for boundary depth ``K``, with the one-sample MIS weights."""
+    ) -> tuple[mi.Spectrum, mi.Spectrum]:
+        """``(L⁺ − L⁻)/p(ω)`` for boundary depth ``K``, with the one-sample MIS weights, and
+        the same for the NEE shares of the first-hit emission."""
         budget = self.max_depth if self.max_depth == UNBOUNDED else self.max_depth - K
         p_uniform = (1 - EMITTER_FRACTION) * dr.inv_four_pi
-        total = mi.Spectrum(0)
-        for sign, ray, Le_s, pdf_s, w in zip((1, -1), self._rays(seg), Le, pdf_e, share):
+        total, total_nee = mi.Spectrum(0), mi.Spectrum(0)
+        for sign, ray, Le_s, pdf_s, S in zip((1, -1), self._rays(seg), Le, pdf_e, shares):
             L, _, _, _ = self.sample(
                 dr.ADMode.Primal,
                 scene,
@@ -266,10 +258,11 @@ class PSDRIntegrator(EdgeIntegrator):
                 max_depth=budget,
                 camera=False,
             )
-            direct = w * Le_s / (EMITTER_FRACTION * pdf_s + p_uniform)
+            p = EMITTER_FRACTION * pdf_s + p_uniform
             rest = dr.select(seg.uniform, (L - Le_s) / p_uniform, 0)
-            total += sign * (direct + rest)
-        return total
+            total += sign * (Le_s / p + rest)
+            total_nee += sign * S / p
+        return total, total_nee
 
     def _connect(
         self,
@@ -316,9 +309,10 @@ class PSDRIntegrator(EdgeIntegrator):
         table: MeshEdges | StaticEdges,
         seg: Segment,
         origin: mi.Point3f | mi.SurfaceInteraction3f,
-    ) -> mi.Float:
+    ) -> tuple[mi.Float, mi.Float]:
         """``ω·m`` (value 0) with ``x_K`` ray-attached along the ray from ``origin`` (the
-        camera centre or the walk's next vertex), as the interior term treats it."""
+        camera centre or the walk's next vertex), as the interior term treats it; and the
+        same with the edge held fixed (the part due to ``x_K``'s own motion)."""
         with dr.suspend_grad():
             if isinstance(origin, mi.SurfaceInteraction3f):
                 ray = origin.spawn_ray(dr.normalize(seg.si.p - origin.p))
@@ -328,7 +322,8 @@ class PSDRIntegrator(EdgeIntegrator):
         same = (x.shape == seg.si.shape) & (x.prim_index == seg.si.prim_index)
         g = table.geometry(seg.idx, seg.ok)
         α = dr.dot(seg.ω, dr.cross(g.v0 - x.p, g.v1 - x.p))
-        return dr.select(same, α, 0)
+        α_x = dr.dot(seg.ω, dr.cross(dr.detach(g.v0) - x.p, dr.detach(g.v1) - x.p))
+        return dr.select(same, α, 0), dr.select(same, α_x, 0)
 
 
 def _adjoint_correction(si: mi.SurfaceInteraction3f, d: mi.Vector3f) -> mi.Float:
