@@ -183,7 +183,6 @@ def test_ray_and_projection_derivatives_match_fd(kind, motion):
     """dray/dθ (film position held fixed) and d(film position)/dθ of fixed world points
     equal central differences of the moved real sensor."""
     sensor = _sensor(**SENSORS[kind])
-    crop = mi.ScalarVector2f(sensor.film().crop_size())
     pos = _positions()
     with dr.suspend_grad():
         ray, _ = sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5))
