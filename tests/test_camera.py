@@ -1,0 +1,292 @@
+"""Camera pose and field-of-view derivatives (``pathdiff/integrators/camera.py``).
+
+Unit tests: the attached camera rays equal Mitsuba's ``sensor.sample_ray`` in value (crop
+window, principal point offset), projections equal ``sensor.sample_direction``, and their
+derivatives equal finite differences of the moved real sensor. Gradient tests: each
+estimator's derivative image for a camera motion against CRN finite differences of Mitsuba's
+``path`` integrator rendering the moved real sensor (``to_world``/``x_fov`` updated), with
+the tile statistics of :mod:`pathdiff.stats`.
+"""
+
+from __future__ import annotations
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+import pytest
+from conftest import scene_path
+
+from pathdiff.integrators.camera import (
+    PinholeCamera,
+    attach_camera,
+    attached,
+    check_sensor,
+    detach_camera,
+)
+
+#: camera motions: (kind, axis); rotations in degrees about the camera position (world axes)
+MOTIONS = {
+    "translate.x": ("translate", 0),
+    "translate.y": ("translate", 1),
+    "translate.z": ("translate", 2),
+    "rotate.x": ("rotate", 0),
+    "rotate.y": ("rotate", 1),
+    "fov": ("fov", 0),
+}
+
+
+def camera_pose(sensor: mi.Sensor, motion: str, θ: mi.Float) -> tuple[mi.Transform4f, mi.Float]:
+    """``to_world`` and ``x_fov`` of ``sensor`` moved by ``θ`` (attached if θ is)."""
+    kind, axis = MOTIONS[motion]
+    M0 = mi.Transform4f(sensor.world_transform())
+    fov0 = mi.Float(mi.traverse(sensor)["x_fov"])
+    e = [0.0, 0.0, 0.0]
+    e[axis] = 1.0
+    if kind == "translate":
+        return mi.Transform4f().translate(mi.Vector3f(e) * θ) @ M0, fov0
+    if kind == "rotate":
+        c = M0 @ mi.Point3f(0)
+        R = mi.Transform4f().translate(c) @ mi.Transform4f().rotate(mi.Vector3f(e), θ)
+        return R @ mi.Transform4f().translate(-c) @ M0, fov0
+    return M0, fov0 + θ
+
+
+def move_sensor(sensor: mi.Sensor, motion: str, θ: float) -> dict:
+    """Move the real sensor by ``θ``; returns what :func:`restore_sensor` needs."""
+    params = mi.traverse(sensor)
+    saved = {"to_world": mi.Transform4f(params["to_world"]), "x_fov": mi.Float(params["x_fov"])}
+    to_world, x_fov = camera_pose(sensor, motion, mi.Float(θ))
+    params["to_world"] = to_world
+    params["x_fov"] = x_fov
+    params.update()
+    return saved
+
+
+def restore_sensor(sensor: mi.Sensor, saved: dict) -> None:
+    params = mi.traverse(sensor)
+    for key, value in saved.items():
+        params[key] = value
+    params.update()
+
+
+def camera_fd(
+    scene: mi.Scene, motion: str, h: float, spp: int, seed: int, integrator: str = "path"
+) -> np.ndarray:
+    """CRN central difference of ``integrator`` (Mitsuba's ``path``) with the real sensor
+    moved by ±h."""
+    sensor = scene.sensors()[0]
+    integ = mi.load_dict({"type": integrator, "max_depth": _max_depth(scene)})
+    images = []
+    for step in (h, -h):
+        saved = move_sensor(sensor, motion, step)
+        try:
+            img = mi.render(scene, integrator=integ, spp=spp, seed=seed)
+            images.append(np.array(img, dtype=np.float64))
+        finally:
+            restore_sensor(sensor, saved)
+    return ((images[0] - images[1]) / (2 * h)).astype(np.float32)
+
+
+def camera_derivative(
+    pd, scene: mi.Scene, motion: str, integrator: str, spp: int, seed: int, **opts
+) -> np.ndarray:
+    """Forward-mode derivative image of ``integrator`` for the camera motion ``motion``."""
+    from pathdiff.render import make_integrator
+
+    sensor = scene.sensors()[0]
+    integ = make_integrator(scene, integrator, **opts)
+    θ = mi.Float(0.0)
+    dr.enable_grad(θ)
+    to_world, x_fov = camera_pose(sensor, motion, θ)
+    dr.set_grad(θ, 1.0)
+    dr.enqueue(dr.ADMode.Forward, θ)
+    dr.traverse(dr.ADMode.Forward, dr.ADFlag.ClearEdges)
+    attach_camera(sensor, to_world, x_fov)
+    try:
+        img = integ.render_forward(scene, params=θ, sensor=0, seed=seed, spp=spp)
+        return np.array(img, dtype=np.float32)
+    finally:
+        detach_camera(sensor)
+
+
+def _max_depth(scene: mi.Scene) -> int:
+    text = str(scene.integrator())
+    for part in text.replace("[", ",").replace("]", ",").split(","):
+        if part.strip().startswith("max_depth="):
+            return int(part.split("=")[1])
+    return 6
+
+
+# ---- Unit tests: rays, projections and their derivatives -------------------------------------
+def _sensor(**kw) -> mi.Sensor:
+    film = {"type": "hdrfilm", "width": 16, "height": 12, "rfilter": {"type": "gaussian"}}
+    film.update(kw.pop("film", {}))
+    return mi.load_dict(
+        {
+            "type": "perspective",
+            "fov": 40,
+            "to_world": mi.ScalarTransform4f().look_at([1, 2, 3], [0, 0.2, 0], [0, 1, 0]),
+            "film": film,
+            **kw,
+        }
+    )
+
+
+SENSORS = {
+    "plain": {},
+    "crop+principal": dict(
+        principal_point_offset_x=0.1,
+        principal_point_offset_y=-0.2,
+        film=dict(crop_offset_x=3, crop_offset_y=2, crop_width=9, crop_height=7),
+    ),
+}
+
+
+def _positions(n: int = 64) -> mi.Point2f:
+    return mi.Point2f(np.random.default_rng(3).random((2, n)) * 1.4 - 0.2)
+
+
+@pytest.mark.parametrize("kind", SENSORS)
+def test_rays_and_projection_match_sensor(kind):
+    sensor = _sensor(**SENSORS[kind])
+    crop = mi.ScalarVector2f(sensor.film().crop_size())
+    pos = _positions()
+    ref, _ = sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5))
+    cam = PinholeCamera.of(sensor)
+    ray = cam.ray(pos * crop)
+    assert np.allclose(np.array(ray.o), np.array(ref.o), atol=1e-5)
+    assert np.allclose(np.array(ray.d), np.array(ref.d), atol=1e-5)
+    p = ref.o + 2.5 * ref.d
+    x, front = cam.project(p)
+    it = dr.zeros(mi.Interaction3f, dr.width(p))
+    it.p = p
+    ds, _ = sensor.sample_direction(it, mi.Point2f(0))
+    assert np.allclose(np.array(x), np.array(ds.uv), atol=1e-3)
+    assert np.allclose(np.array(x), np.array(pos * crop), atol=1e-3)
+    assert np.all(np.array(front))
+
+
+def test_unregistered_camera_rays_are_untouched():
+    sensor = _sensor()
+    ray, _ = sensor.sample_ray(0.0, 0.5, _positions(), mi.Point2f(0.5))
+    assert not attached(sensor)
+    assert PinholeCamera.of(sensor).attach_ray(ray) is ray
+    attach_camera(sensor, sensor.world_transform(), mi.traverse(sensor)["x_fov"])
+    assert attached(sensor)
+    detach_camera(sensor)
+    assert not attached(sensor)
+
+
+@pytest.mark.parametrize("motion", list(MOTIONS))
+@pytest.mark.parametrize("kind", SENSORS)
+def test_ray_and_projection_derivatives_match_fd(kind, motion):
+    """dray/dθ (film position held fixed) and d(film position)/dθ of fixed world points
+    equal central differences of the moved real sensor."""
+    sensor = _sensor(**SENSORS[kind])
+    pos = _positions()
+    with dr.suspend_grad():
+        ray, _ = sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5))
+        p = ray.o + 2.5 * ray.d
+    h = 1e-3 if MOTIONS[motion][0] == "translate" else 1e-2
+
+    def fd(fn):
+        out = []
+        for step in (h, -h):
+            saved = move_sensor(sensor, motion, step)
+            try:
+                out.append(fn())
+            finally:
+                restore_sensor(sensor, saved)
+        return (out[0] - out[1]) / (2 * h)
+
+    def rays():
+        r, _ = sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5))
+        return np.concatenate([np.array(r.o), np.array(r.d)])
+
+    def film():
+        it = dr.zeros(mi.Interaction3f, dr.width(p))
+        it.p = p
+        ds, _ = sensor.sample_direction(it, mi.Point2f(0))
+        return np.array(ds.uv)
+
+    fd_ray, fd_film = fd(rays), fd(film)
+
+    θ = mi.Float(0.0)
+    dr.enable_grad(θ)
+    attach_camera(sensor, *camera_pose(sensor, motion, θ))
+    try:
+        cam = PinholeCamera.of(sensor)
+        att = cam.attach_ray(ray)
+        x, _ = cam.project(p)
+        dr.forward(θ, dr.ADFlag.ClearVertices)
+        ad_ray = np.concatenate([np.array(dr.grad(att.o)), np.array(dr.grad(att.d))])
+        ad_film = np.array(dr.grad(x))
+    finally:
+        detach_camera(sensor)
+    assert np.allclose(np.array(att.d), np.array(ray.d), atol=1e-5)  # same value
+    scale = max(np.abs(fd_ray).max(), 1e-3)
+    assert np.allclose(ad_ray, fd_ray, atol=2e-3 * scale), np.abs(ad_ray - fd_ray).max()
+    scale = max(np.abs(fd_film).max(), 1e-3)
+    assert np.allclose(ad_film, fd_film, atol=2e-3 * scale), np.abs(ad_film - fd_film).max()
+    assert np.abs(fd_ray).max() > 0  # the motion does move the rays
+
+
+def test_non_pinhole_sensors_are_refused():
+    ortho = mi.load_dict({"type": "orthographic", "id": "ortho_cam"})
+    with pytest.raises(ValueError, match="ortho_cam.*pinhole"):
+        check_sensor(ortho, "pathdiff_edge")
+    check_sensor(_sensor(), "pathdiff_edge")  # a perspective sensor is accepted
+
+
+# ---- Gradient tests against FD of the moved real sensor --------------------------------------
+RES = 24
+#: scene, its options, camera motion, FD step
+SCENE_CASES = {
+    # area light, meshes only (cbox walls, two boxes): direct light and one bounce
+    "cbox": ("cbox", {"max_depth": 3}),
+    # environment map seen directly around two spheres on a floor
+    "glossy": ("glossy", {"max_depth": 2}),
+}
+STEP = {"translate": 2e-3, "rotate": 0.05, "fov": 0.05}
+_FD_CACHE: dict = {}
+
+
+def _load(pd, name: str):
+    path, opts = SCENE_CASES[name]
+    return pd.load_scene(scene_path(path), res=RES, **opts)
+
+
+def _fd_runs(pd, name: str, motion: str, runs: int = 8, spp: int = 256) -> list[np.ndarray]:
+    key = (name, motion, runs, spp)
+    if key not in _FD_CACHE:
+        scene = _load(pd, name)
+        h = STEP[MOTIONS[motion][0]]
+        _FD_CACHE[key] = [camera_fd(scene, motion, h, spp, 100 + s) for s in range(runs)]
+    return _FD_CACHE[key]
+
+
+def _check(pd, name, motion, integrator, tiles=4, spp=32, **opts):
+    from pathdiff.stats import compare
+
+    scene = _load(pd, name)
+    ad = [camera_derivative(pd, scene, motion, integrator, spp, s, **opts) for s in range(4)]
+    fd = _fd_runs(pd, name, motion)
+    result = compare(ad, fd, tiles=tiles)
+    significant = abs(result.b_mean) > 4 * result.b_se
+    assert significant[1:].any(), "FD is not significant: the comparison would be vacuous"
+    return result
+
+
+GRADIENT_CASES = [
+    (name, motion, integrator)
+    for name in SCENE_CASES
+    for motion in ("translate.x", "rotate.y", "fov")
+    for integrator in ("edge", "psdr")
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,motion,integrator", GRADIENT_CASES)
+def test_camera_gradient_matches_fd(pd, name, motion, integrator):
+    result = _check(pd, name, motion, integrator)
+    assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"
