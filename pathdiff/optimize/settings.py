@@ -38,7 +38,9 @@ class Settings:
     iters: int = option(100, "iterations", check="int>0", group=_OPT, resumable=True)
     lr: float = option(0.02, "Adam learning rate", check="float>0", group=_OPT)
     spp: int = option(8, "samples per pixel per iteration and target", check="int>0", group=_OPT)
-    loss: str | Callable = option("l2", "image loss", choices=sorted(LOSSES), group=_OPT)
+    loss: str | Callable = option(
+        "l2", "image loss", choices=sorted(set(LOSSES) - {"mean"}), group=_OPT
+    )
     integrator: str | None = option(
         None, "derivative estimator (default: edge if geometry moves, else prb)", group=_OPT
     )
