@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,59 @@ def test_internal_error_is_exit_4_and_debug_shows_the_traceback(monkeypatch, cap
     assert "Traceback" in capsys.readouterr().err
     assert main(["params", CBOX, "--debug"]) == 4
     assert "Traceback" in capsys.readouterr().err
+
+
+class _FakeResult:
+    """Stands in for a GradcheckResult (the verdict logic is tested in test_gradcheck.py)."""
+
+    def __init__(self, name, verdict, hint=None, decisive_spp=None):
+        self.name, self.verdict, self.hint, self.decisive_spp = name, verdict, hint, decisive_spp
+        self.passed, self.panel = verdict == "PASS", None
+
+    def to_dict(self):
+        return {"spec": self.name, "verdict": self.verdict, "panel": self.panel}
+
+
+@pytest.mark.parametrize(
+    "verdicts,code",
+    [(["PASS", "PASS"], 0), (["PASS", "FAIL"], 1), (["INCONCLUSIVE", "PASS"], 3),
+     (["INCONCLUSIVE", "FAIL"], 1)],
+)  # fmt: skip
+def test_gradcheck_exit_codes_progress_and_notes(monkeypatch, tmp_path, capsys, verdicts, code):
+    import pathdiff.gradcheck
+    import pathdiff.report
+
+    specs = ["red.reflectance.value", "green.reflectance.value"]
+    by_name = dict(zip(specs, verdicts))
+
+    def fake(scene, names, integrator, **kw):  # the pre-`progress` interface
+        return [_FakeResult(n, by_name[n], "try edge", 4096) for n in names]
+
+    monkeypatch.setattr(pathdiff.gradcheck, "gradcheck", fake)
+    monkeypatch.setattr(pathdiff.report, "format_table", lambda rs: "TABLE")
+    monkeypatch.setattr(pathdiff.report, "write_panel", lambda r, path: path)
+    argv = ["gradcheck", CBOX, "--res", "8", "--out", str(tmp_path)]
+    assert main([*argv, *(a for s in specs for a in ("--param", s))]) == code
+    out, err = capsys.readouterr()
+    progress = [ln for ln in err.splitlines() if ln.startswith("gradcheck [")]
+    assert len([ln for ln in progress if ":" in ln.split("]")[1]]) == 2  # one result per param
+    assert "TABLE" in out and "try edge" in out
+    assert ("about 4096 spp would decide" in out) == ("INCONCLUSIVE" in verdicts)
+
+
+def test_gradcheck_prints_the_table_when_panels_cannot_be_written(monkeypatch, tmp_path, capsys):
+    import pathdiff.gradcheck
+    import pathdiff.report
+
+    def fail(r, path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(
+        pathdiff.gradcheck, "gradcheck", lambda s, names, i, **kw: [_FakeResult(names[0], "PASS")]
+    )
+    monkeypatch.setattr(pathdiff.report, "write_panel", fail)
+    argv = ["gradcheck", CBOX, "--res", "8", "--param", "red.reflectance.value", "--json"]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["verdict"] == "PASS"
+    assert "cannot write the panels" in err and "Permission denied" in err
