@@ -8,7 +8,7 @@ type="pathdiff_prb"/>`` works in XML and with ``mi.render()``.
 from __future__ import annotations
 
 from .backend import BackendError, choose_variant
-from .version import __version__
+from .version import __version__ as __version__
 
 try:
     variant = choose_variant()

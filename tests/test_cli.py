@@ -217,3 +217,10 @@ def test_gradcheck_prints_the_table_when_panels_cannot_be_written(monkeypatch, t
     out, err = capsys.readouterr()
     assert json.loads(out)[0]["verdict"] == "PASS"
     assert "cannot write the panels" in err and "Permission denied" in err
+
+
+def test_python_dash_m_pathdiff():
+    r = subprocess.run(
+        [sys.executable, "-m", "pathdiff", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert r.returncode == 0 and r.stdout.strip() == f"pathdiff {pathdiff.__version__}"
