@@ -224,3 +224,20 @@ def test_python_dash_m_pathdiff():
         [sys.executable, "-m", "pathdiff", "--version"], capture_output=True, text=True, cwd=ROOT
     )
     assert r.returncode == 0 and r.stdout.strip() == f"pathdiff {pathdiff.__version__}"
+
+
+def test_gradcheck_uses_the_progress_callback_when_offered(monkeypatch, tmp_path, capsys):
+    import pathdiff.gradcheck
+    import pathdiff.report
+
+    def fake(scene, names, integrator, progress=None, **kw):
+        for n in names:
+            progress(f"checking {n}")
+        return [_FakeResult(n, "PASS") for n in names]
+
+    monkeypatch.setattr(pathdiff.gradcheck, "gradcheck", fake)
+    monkeypatch.setattr(pathdiff.report, "format_table", lambda rs: "TABLE")
+    monkeypatch.setattr(pathdiff.report, "write_panel", lambda r, path: path)
+    argv = ["gradcheck", CBOX, "--res", "8", "--param", "red.reflectance.value"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "checking red.reflectance.value" in capsys.readouterr().err
