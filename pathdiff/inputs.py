@@ -14,7 +14,15 @@ import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 
-__all__ = ["InputError", "MissingFileError", "as_input_error", "check", "arg_type", "KINDS"]
+__all__ = [
+    "InputError",
+    "MissingFileError",
+    "OutputError",
+    "as_input_error",
+    "check",
+    "arg_type",
+    "KINDS",
+]
 
 
 class InputError(ValueError):
@@ -23,6 +31,14 @@ class InputError(ValueError):
 
 class MissingFileError(InputError, FileNotFoundError):
     """A file named by the user does not exist."""
+
+
+class OutputError(InputError):
+    """Results were computed but could not be written; ``result`` holds them."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 #: kind of a numeric option -> (conversion, test, what it must be)

@@ -61,3 +61,16 @@ def test_resume_into_a_missing_directory_leaves_nothing(target, tmp_path, capsys
     assert _optimize(target, out, "--resume") == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_summary_is_printed_when_outputs_cannot_be_written(target, tmp_path, capsys, monkeypatch):
+    from pathdiff import runs
+
+    def fail(out, result):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runs, "write_result", fail)
+    assert _optimize(target, tmp_path / "run") == 2
+    out, err = capsys.readouterr()
+    assert "recovered" in out and "2 iterations" in out
+    assert "cannot write the outputs" in err and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-from pathdiff.inputs import InputError, arg_type
+from pathdiff.inputs import InputError, OutputError, arg_type
 from pathdiff.optimize.settings import FIELDS, cli_options, flag
 
 from .common import integrator_options, key_value, scene_arguments, xml_params
@@ -126,11 +126,17 @@ def run(args) -> int:
         raise InputError("no parameter to optimize: give at least one --param")
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        result = optimize(args.scene, args.params, args.targets or [], **settings_from_args(args))
+        try:
+            result = optimize(
+                args.scene, args.params, args.targets or [], **settings_from_args(args)
+            )
+        except OutputError as e:  # show what was computed, then the error (exit 2)
+            report(e.result, args.output, wrote=False)
+            raise
     return report(result, args.output)
 
 
-def report(result, out: str) -> int:
+def report(result, out: str, wrote: bool = True) -> int:
     print(result.summary())
     loss = f", final loss {result.losses[-1]:.4g}" if len(result.losses) else ""
     skipped = f", {len(result.skipped)} step(s) skipped" if result.skipped else ""
@@ -138,6 +144,8 @@ def report(result, out: str) -> int:
         f"{result.iterations} iterations ({result.stop_reason}), {result.seconds:.1f} s"
         f"{loss}{skipped}"
     )
+    if not wrote:
+        return 2
     if result.stop_reason == "interrupted":
         print(
             f"checkpoint: {out}/checkpoint.npz; continue with the same command and --resume",

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import mitsuba as mi
 import numpy as np
 
+from ..inputs import OutputError
 from ..scene import ParamSpec
 from ..targets import Target
 from ..variables import ParamArg
@@ -56,7 +57,8 @@ def optimize(
     image paths, arrays, ``{"image", "sensor", "mask"}`` dicts or :class:`Target` objects
     (the ``i``-th target's sensor defaults to ``i``). ``settings`` are the fields of
     :class:`Settings`, e.g. ``iters=200, lr=0.02, spp=8, loss="l1", out_dir="runs/x"``.
-    Bad input raises :class:`pathdiff.inputs.InputError` before any rendering. Whatever
+    Bad input raises :class:`pathdiff.inputs.InputError` before any rendering; outputs
+    that cannot be written raise :class:`~pathdiff.inputs.OutputError` holding the result. Whatever
     ends the run, the scene is left with its full film sizes and the current values,
     detached.
     """
@@ -74,5 +76,8 @@ def run(p: Plan) -> OptimizeResult:
     stop = run_loop(p, history, save)
     res = rundir.result(p, history, stop)
     if p.out is not None:
-        rundir.finish(p, history, res)
+        try:
+            rundir.finish(p, history, res)
+        except OSError as e:
+            raise OutputError(f"cannot write the outputs to {p.out}: {e}", res) from e
     return res
