@@ -8,8 +8,7 @@ type="pathdiff_prb"/>`` works in XML and with ``mi.render()``.
 from __future__ import annotations
 
 from .backend import BackendError, choose_variant
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 try:
     variant = choose_variant()

@@ -8,6 +8,8 @@ import os
 import mitsuba as mi
 import numpy as np
 
+from .inputs import InputError, MissingFileError
+
 LINEAR = (".exr", ".hdr", ".pfm")
 DISPLAY = (".png", ".jpg", ".jpeg")
 
@@ -39,14 +41,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     (8 or 16 bit) decoded from sRGB."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     ext = os.path.splitext(path)[1].lower()
     if ext not in LINEAR + DISPLAY:
-        raise ValueError(f"unsupported image type {ext!r} for {path}: use EXR, HDR, PNG or JPEG")
+        raise InputError(f"unsupported image type {ext!r} for {path}: use EXR, HDR, PNG or JPEG")
     try:
         data = np.array(mi.Bitmap(path))
     except RuntimeError as e:
-        raise ValueError(f"cannot read image {path}: {str(e).splitlines()[0]}") from e
+        raise InputError(f"cannot read image {path}: {str(e).splitlines()[0]}") from e
     if ext in LINEAR:
         return _rgb(data)
     scale = np.iinfo(data.dtype).max if np.issubdtype(data.dtype, np.integer) else 1.0
@@ -70,7 +72,7 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
     """The alpha channel ``(H, W)`` of an image with 2 or 4 channels, else ``None``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     data = _raw(path)
     return data[..., -1].copy() if data.shape[2] in (2, 4) else None
 
@@ -112,7 +114,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> str:
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in LINEAR + DISPLAY:
-        raise ValueError(f"unsupported output type {ext!r}: use .exr, .png or .jpg")
+        raise InputError(f"unsupported output type {ext!r}: use .exr, .png or .jpg")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     img = _rgb(img)
     if ext in LINEAR:

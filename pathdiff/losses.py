@@ -7,6 +7,8 @@ from collections.abc import Callable
 import drjit as dr
 import mitsuba as mi
 
+from .inputs import InputError
+
 
 def l1(img: mi.TensorXf, target: mi.TensorXf) -> mi.Float:
     """Mean absolute error."""
@@ -60,5 +62,5 @@ def get_loss(loss: str | Callable) -> Callable:
     if callable(loss):
         return loss
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     return LOSSES[loss]

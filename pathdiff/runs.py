@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import linear_to_srgb, resize, write_image
+from .version import __version__
 
 #: frames shown in frames.png besides the target and the final render
 STRIP_FRAMES = 6
@@ -29,8 +30,6 @@ def versions() -> dict[str, str]:
     """Versions of Python, Dr.Jit, Mitsuba, numpy and pathdiff, and the Mitsuba variant."""
     import drjit as dr
     import mitsuba as mi
-
-    from . import __version__
 
     return {
         "python": platform.python_version(),

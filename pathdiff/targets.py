@@ -17,6 +17,7 @@ import mitsuba as mi
 import numpy as np
 
 from .images import read_alpha, read_image, read_mask, resize
+from .inputs import InputError, MissingFileError
 
 
 @dataclass
@@ -56,28 +57,28 @@ def load_target(
     """Read, check and film-size a target (see the module docstring)."""
     n = len(scene.sensors())
     if not 0 <= sensor < n:
-        raise ValueError(f"sensor {sensor} does not exist: the scene has {n} sensor(s)")
+        raise InputError(f"sensor {sensor} does not exist: the scene has {n} sensor(s)")
     path = None if isinstance(image, np.ndarray) else os.fspath(image)
     name = path or "target array"
     if path is not None and not os.path.isfile(path):
-        raise FileNotFoundError(f"target image not found: {path}")
+        raise MissingFileError(f"target image not found: {path}")
     img = read_image(path) if path is not None else np.asarray(image, dtype=np.float32)
     if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"{name} must be an (H, W, 3) image, got shape {img.shape}")
+        raise InputError(f"{name} must be an (H, W, 3) image, got shape {img.shape}")
     bad = int((~np.isfinite(img)).any(axis=2).sum())
     if bad:
-        raise ValueError(f"{name} has {bad} pixel(s) with NaN or Inf values")
+        raise InputError(f"{name} has {bad} pixel(s) with NaN or Inf values")
     mask_path = None if mask is None or isinstance(mask, np.ndarray) else os.fspath(mask)
     if mask_path is not None:
         if not os.path.isfile(mask_path):
-            raise FileNotFoundError(f"mask not found: {mask_path}")
+            raise MissingFileError(f"mask not found: {mask_path}")
         mask = read_mask(mask_path)
     elif mask is None and path is not None:
         mask = read_alpha(path)
     if mask is not None:
         mask = resize(np.clip(np.nan_to_num(mask), 0, 1), *img.shape[:2])
         if not mask.any():
-            raise ValueError(f"the mask of {name} excludes every pixel")
+            raise InputError(f"the mask of {name} excludes every pixel")
     width, height = film_size(scene, sensor)
     if img.shape[:2] != (height, width):
         msg = (
@@ -85,7 +86,7 @@ def load_target(
             f"{width}x{height}"
         )
         if strict:
-            raise ValueError(f"{msg} (--strict)")
+            raise InputError(f"{msg} (--strict)")
         warnings.warn(f"{msg}: resampled", stacklevel=2)
         img = resize(img, height, width)
         mask = None if mask is None else resize(mask, height, width)

@@ -28,7 +28,8 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from .scene import SceneError, list_params, resolve_param
+from .inputs import InputError, MissingFileError
+from .scene import ParamSpec, SceneError, list_params, resolve_param
 
 #: (pattern on the key, lower bound, upper bound), first match wins
 BOUNDS = [
@@ -55,13 +56,13 @@ class ParamArg:
         for opt in opts:
             key, sep, value = opt.partition("=")
             if not sep or key.strip() not in fields:
-                raise ValueError(f"bad option {opt!r} in --param {text!r}: use lr=, min=, max=")
+                raise InputError(f"bad option {opt!r} in --param {text!r}: use lr=, min=, max=")
             try:
                 setattr(arg, fields[key.strip()], float(value))
             except ValueError:
-                raise ValueError(f"bad number {value!r} in --param {text!r}") from None
+                raise InputError(f"bad number {value!r} in --param {text!r}") from None
         if not arg.name:
-            raise ValueError(f"empty parameter name in --param {text!r}")
+            raise InputError(f"empty parameter name in --param {text!r}")
         return arg
 
 
@@ -133,6 +134,16 @@ class Variable:
         value, _, _, (t, m, v, _) = self.opt.state["x"]
         return {"x": np.array(value), "m": np.array(m), "v": np.array(v), "t": np.array(t)}
 
+    def snapshot(self) -> dict:
+        """Adam's state (references, no copy: a step replaces the arrays, never mutates)."""
+        return dict(self.opt.state)
+
+    def rollback(self, snapshot: dict) -> None:
+        """Return to a :meth:`snapshot` (undo a partial step)."""
+        self.opt.state.clear()
+        self.opt.state.update(snapshot)
+        self.discard_grad()
+
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.opt["x"] = mi.Float(state["x"])
         value, promoted, lr, _ = self.opt.state["x"]
@@ -180,9 +191,9 @@ class SpecVariable(Variable):
 
     kind = "spec"
 
-    def __init__(self, scene: mi.Scene, name: str, lr: float, lo: float, hi: float):
-        self.spec = resolve_param(scene, name)
-        super().__init__(name, list(self.spec.keys), lr, lo, hi)
+    def __init__(self, scene: mi.Scene, spec: str | ParamSpec, lr: float, lo: float, hi: float):
+        self.spec = resolve_param(scene, spec) if isinstance(spec, str) else spec
+        super().__init__(self.spec.name, list(self.spec.keys), lr, lo, hi)
         self.opt["x"] = mi.Float(0.0)
 
     def scene_values(self) -> dict:
@@ -202,13 +213,19 @@ def _spec_bounds(spec, lo: float, hi: float) -> tuple[float, float]:
 
 
 def select_variables(
-    scene: mi.Scene, args: Sequence[str | ParamArg], lr: float, lambda_: float = 20.0
+    scene: mi.Scene, args: Sequence[str | ParamArg | ParamSpec], lr: float, lambda_: float = 20.0
 ) -> list[Variable]:
-    """The variables named by ``--param`` arguments (globs expanded), with their bounds."""
+    """The variables named by ``--param`` arguments (globs expanded) or given as resolved
+    :class:`ParamSpec` objects, with their bounds."""
     params = mi.traverse(scene)
     keys = [k for k, _, _ in list_params(scene)]
     out: dict[str, Variable] = {}
     for arg in args:
+        if isinstance(arg, ParamSpec):
+            if arg.name in out:
+                raise InputError(f"parameter {arg.name!r} is given twice")
+            out[arg.name] = _spec_variable(scene, arg, ParamArg(arg.name), lr)
+            continue
         arg = arg if isinstance(arg, ParamArg) else ParamArg.parse(arg)
         names = [arg.name]
         if any(c in arg.name for c in "*?"):
@@ -217,7 +234,7 @@ def select_variables(
                 raise SceneError(f"no differentiable parameter matches {arg.name!r}")
         for name in names:
             if name in out:
-                raise ValueError(f"parameter {name!r} is given twice")
+                raise InputError(f"parameter {name!r} is given twice")
             out[name] = _variable(scene, params, keys, name, arg, lr, lambda_)
     _check_overlaps(list(out.values()))
     return list(out.values())
@@ -235,7 +252,16 @@ def _variable(scene, params, keys, name, arg, lr, lambda_) -> Variable:
         return MeshVariable(params, name, lr, lambda_)
     if name in params:
         return KeyVariable(params, name, lr, lo, hi)
-    var = SpecVariable(scene, name, lr, lo, hi)
+    return _spec_variable(scene, name, arg, lr, lo, hi)
+
+
+def _spec_variable(scene, spec, arg, lr, lo=-math.inf, hi=math.inf) -> SpecVariable:
+    """A ParamSpec variable (from its string or object), bounded like its key."""
+    if isinstance(spec, ParamSpec):
+        lr = arg.lr if arg.lr is not None else lr
+        key = re.sub(r"\[\d+\]$", "", spec.name)
+        lo, hi = default_bounds(key) if key in spec.keys else (-math.inf, math.inf)
+    var = SpecVariable(scene, spec, lr, lo, hi)
     var.lo, var.hi = _spec_bounds(var.spec, lo, hi)
     return var
 
@@ -247,7 +273,7 @@ def _check_overlaps(variables: list[Variable]) -> None:
         for key in var.keys:
             other = owner.setdefault(key, var)
             if other is not var and not other.kind == var.kind == "spec":
-                raise ValueError(f"{other.name!r} and {var.name!r} both change {key!r}")
+                raise InputError(f"{other.name!r} and {var.name!r} both change {key!r}")
 
 
 def bind(params: mi.SceneParameters, variables: Sequence[Variable]) -> None:
@@ -288,7 +314,7 @@ def read_value(value, base_dir: str = ".") -> np.ndarray:
         return np.asarray(value, dtype=np.float64).ravel()
     path = os.path.join(base_dir, os.fspath(value))
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"value file not found: {path}")
+        raise MissingFileError(f"value file not found: {path}")
     if path.lower().endswith(".ply"):
         mesh = mi.load_dict({"type": "ply", "filename": path})
         return np.array(mi.traverse(mesh)["vertex_positions"], dtype=np.float64)
@@ -305,12 +331,12 @@ def values_for(
     out = {}
     for name, value in values.items():
         if name not in by_name:
-            raise ValueError(f"{what} given for {name!r}, which is not optimized")
+            raise InputError(f"{what} given for {name!r}, which is not optimized")
         flat = read_value(value, base_dir)
         size = by_name[name].value().size
         if flat.size not in (1, size):
-            raise ValueError(f"{what} for {name!r} has {flat.size} values, expected {size}")
+            raise InputError(f"{what} for {name!r} has {flat.size} values, expected {size}")
         if not np.isfinite(flat).all():
-            raise ValueError(f"{what} for {name!r} contains NaN or Inf")
+            raise InputError(f"{what} for {name!r} contains NaN or Inf")
         out[name] = np.broadcast_to(flat, (size,)).copy()
     return out

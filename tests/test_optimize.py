@@ -198,3 +198,76 @@ def test_parameter_parsing_and_bounds(pd, cbox_target):
     assert len(r.names) == 5  # white, red, green, light_bsdf + radiance
     assert all(v.min() >= 0 and v.max() <= 1 for k, v in r.values.items() if "refl" in k)
     assert r.values["light.emitter.radiance.value"].min() >= 0
+
+
+def test_scene_is_restored_when_the_optimization_raises(pd, cbox_target):
+    """Any exception (not only Ctrl-C) leaves the caller's scene at its film size, with the
+    parameters detached from the optimizer (the old loop left the coarse stage's film)."""
+    import drjit as dr
+
+    scene = pd.load_scene(scene_path("cbox"), res=16)
+
+    def crash(it, loss):
+        raise RuntimeError("injected")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        pd.optimize(
+            scene, ["red.reflectance.value"], [cbox_target], iters=4, spp=1,
+            schedule="8:1,16:1", callback=crash, progress=False,
+        )  # fmt: skip
+    assert tuple(scene.sensors()[0].film().crop_size()) == (16, 16)
+    red = mi.traverse(scene)["red.reflectance.value"]
+    assert not dr.grad_enabled(red) and np.isfinite(np.array(red)).all()
+
+
+def test_a_failed_step_is_rolled_back(pd, cbox_target, monkeypatch):
+    """The commit of an iteration is a transaction: a step that raises half-way undoes the
+    variables already stepped and leaves the history unchanged."""
+    from pathdiff.optimize import loop
+    from pathdiff.optimize.settings import Settings
+    from pathdiff.optimize.setup import plan
+    from pathdiff.variables import Variable
+
+    settings = Settings(spp=1, xml_params={"res": 16}, progress=False)
+    params = ["red.reflectance.value", "green.reflectance.value"]
+    p = plan(scene_path("cbox"), params, [cbox_target], settings)
+    assert settings.xml is None and p.cfg.xml  # the caller's Settings are not changed
+    h = loop.History(initial={v.name: v.value() for v in p.vars})
+    before = [v.value() for v in p.vars]
+    ev = loop.evaluate(p, 0)
+    step, calls = Variable.step, []
+
+    def second_fails(self):
+        calls.append(self.name)
+        if len(calls) == 2:
+            raise RuntimeError("injected")
+        step(self)
+
+    monkeypatch.setattr(Variable, "step", second_fails)
+    with pytest.raises(RuntimeError):
+        loop.commit(p, h, 0, ev, 0.0)
+    assert h.losses == [] and h.rows == []
+    for v, value in zip(p.vars, before):
+        np.testing.assert_array_equal(v.value(), value)
+    monkeypatch.setattr(Variable, "step", step)
+    loop.commit(p, h, 0, loop.evaluate(p, 0), 0.0)  # a clean retry steps both
+    assert len(h.losses) == 1 and not np.array_equal(p.vars[0].value(), before[0])
+
+
+def test_param_specs_are_accepted(pd, cbox_target):
+    scene = pd.load_scene(scene_path("cbox"), res=16)
+    spec = pd.resolve_param(scene, "red.reflectance.value[0]")
+    r = pd.optimize(scene, [spec], [cbox_target], iters=2, spp=1, progress=False)
+    assert r.names == ["red.reflectance.value[0]"] and r.iterations == 2
+
+
+def test_example_file_tells_an_explicit_default_from_an_absent_flag(cbox_target, tmp_path):
+    example = tmp_path / "example.json"
+    spec = {"scene": scene_path("cbox"), "res": 8, "targets": [{"image": str(cbox_target)}]}
+    spec.update(params=["red.reflectance.value"], iters=1, spp=3, final_spp=1)
+    example.write_text(json.dumps(spec))
+    for extra, spp in (([], 3), (["--spp", "8"], 8)):  # 8 is the default of --spp
+        out = tmp_path / f"run{spp}"
+        assert main(["optimize", str(example), *extra, "-o", str(out), "--quiet"]) == 0
+        config = json.loads((out / "config.json").read_text())
+        assert config["settings"]["spp"] == spp and config["xml_params"]["res"] == 8

@@ -1,0 +1,7 @@
+"""``python -m pathdiff.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""Inverse rendering: :func:`optimize` recovers scene parameters from target images.
+
+One iteration:
+
+1. every variable (:mod:`pathdiff.variables`) writes its latent value into the scene;
+2. for each target (one per sensor), the sensor is rendered in reverse mode —
+   ``mi.render(scene, params, seed=s)`` with ``s = (seed << 20) + iteration · n_targets + view``
+   (the gradient pass gets a decorrelated seed derived from ``s``) — optionally scaled by the
+   least-squares exposure, masked, compared with the loss, and back-propagated;
+3. if the loss and every gradient are finite, each variable takes an Adam step and is clamped
+   to its bounds; otherwise the step is skipped with a warning and nothing reaches the scene;
+4. bookkeeping: loss, trajectory row, render frames, a checkpoint every ``checkpoint_every``
+   iterations, the progress bar, and the plateau test for an early stop.
+
+The seeds depend on the iteration only, so a run resumed from a checkpoint retraces the
+uninterrupted run. Ctrl-C finishes the current iteration, writes a checkpoint and returns (a
+second Ctrl-C aborts at once). The integrator defaults to ``edge`` when geometry moves and to
+``prb`` otherwise. An optional schedule ``[(res, spp), ...]`` runs equal shares of the
+iterations at increasing film width (coarse to fine), with the targets resampled to match.
+
+Modules, in the order a run uses them: :mod:`.settings` (the options, declared once),
+:mod:`.setup` (inputs read and checked: a :class:`~.setup.Plan`), :mod:`.rundir` (the run
+directory: claim, checkpoints, outputs), :mod:`.loop` (the iterations), :mod:`.result`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import mitsuba as mi
+import numpy as np
+
+from ..inputs import OutputError
+from ..scene import ParamSpec
+from ..targets import Target
+from ..variables import ParamArg
+from . import rundir
+from .loop import History, run_loop
+from .result import OptimizeResult
+from .settings import Settings, parse_schedule
+from .setup import Plan, plan
+
+__all__ = ["OptimizeResult", "Settings", "optimize", "parse_schedule", "run"]
+
+
+def optimize(
+    scene: mi.Scene | str | os.PathLike,
+    params: Sequence[str | ParamArg | ParamSpec],
+    targets: Sequence[str | np.ndarray | dict | Target],
+    **settings,
+) -> OptimizeResult:
+    """Fit ``params`` of ``scene`` (a ``mi.Scene`` or an XML path) to ``targets``.
+
+    ``params`` are ``--param`` strings (see :mod:`pathdiff.variables`) or
+    :class:`~pathdiff.scene.ParamSpec` objects resolved against ``scene``; ``targets`` are
+    image paths, arrays, ``{"image", "sensor", "mask"}`` dicts or :class:`Target` objects
+    (the ``i``-th target's sensor defaults to ``i``). ``settings`` are the fields of
+    :class:`Settings`, e.g. ``iters=200, lr=0.02, spp=8, loss="l1", out_dir="runs/x"``.
+    Bad input raises :class:`pathdiff.inputs.InputError` before any rendering; outputs
+    that cannot be written raise :class:`~pathdiff.inputs.OutputError` holding the result. Whatever
+    ends the run, the scene is left with its full film sizes and the current values,
+    detached.
+    """
+    return run(plan(scene, params, targets, Settings(**settings)))
+
+
+def run(p: Plan) -> OptimizeResult:
+    """Run a :class:`Plan`: claim the run directory, resume, loop, write the outputs."""
+    rundir.claim(p)
+    history = History(initial={v.name: v.value() for v in p.vars})
+    if p.cfg.resume:
+        rundir.restore(p, history)
+    rundir.open_run(p)
+    save = None if p.out is None else (lambda: rundir.checkpoint(p, history))
+    stop = run_loop(p, history, save)
+    res = rundir.result(p, history, stop)
+    if p.out is not None:
+        try:
+            rundir.finish(p, history, res)
+        except OSError as e:
+            raise OutputError(f"cannot write the outputs to {p.out}: {e}", res) from e
+    return res

@@ -1,0 +1,212 @@
+"""The run directory of an optimization: never clobbered, resumable, and its final outputs.
+
+* :func:`claim` decides, before any rendering, what happens to ``-o DIR``: a new run needs an
+  empty or missing directory (``--overwrite`` first clears an earlier run), ``--resume``
+  needs a checkpoint there and the same settings (only the ``resumable`` ones, e.g.
+  ``--iters``, may change). It creates nothing; :func:`open_run` does, just before the loop.
+* :func:`checkpoint` / :func:`restore` write and read ``checkpoint.npz``;
+* :func:`finish` writes the trajectory, plots, final renders, frames, scene and result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import mitsuba as mi
+import numpy as np
+
+from .. import runs
+from ..images import write_image
+from ..inputs import InputError, check_output_dir
+from ..render import render
+from ..scene import write_scene
+from ..targets import film_size, fit_exposure
+from .loop import History
+from .result import OptimizeResult
+from .settings import recorded, resumable
+
+#: files that mark a directory as a pathdiff run (only such a directory is ever cleared)
+RUN_MARKERS = ("config.json", "checkpoint.npz", "result.json")
+#: config.json entries that describe the run itself, not the invocation
+COMPARED = ("scene", "xml_params", "integrator", "seeds", "params", "targets", "init", "truth")
+
+
+def config(p) -> dict:
+    """The content of ``config.json`` for plan ``p``."""
+    cfg = p.cfg
+
+    def bound(x):
+        return None if math.isinf(x) else x
+
+    return {
+        "command": cfg.command or ["pathdiff.optimize(...)"],
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": runs.versions(),
+        "scene": cfg.xml,
+        "xml_params": cfg.xml_params,
+        "integrator": {"name": p.integrator_name, **cfg.integrator_options},
+        "seeds": {
+            "seed": cfg.seed,
+            "rule": "render seed = (seed << 20) + iteration * n_targets + view; "
+            "gradient seed derived by mi.render; final renders seed 1",
+        },
+        "params": [
+            {"name": v.name, "kind": v.kind, "keys": v.keys, "lr": v.lr}
+            | {"min": bound(v.lo), "max": bound(v.hi)}
+            for v in p.vars
+        ],
+        "targets": [
+            {"image": t.path, "sensor": t.sensor, "mask": t.mask_path, "size": t.image.shape}
+            for t in p.targets
+        ],
+        "init": {k: str(v) for k, v in cfg.init.items()},
+        "truth": cfg.truth if isinstance(cfg.truth, str) else sorted(p.truth),
+        "settings": recorded(cfg),
+    }
+
+
+def _plain(x):
+    return json.loads(json.dumps(x, default=str))
+
+
+def changes(old: dict, new: dict) -> list[str]:
+    """What differs between a stored ``config.json`` and this run (``name: old -> new``)."""
+    old, new = _plain(old), _plain(new)
+    out = [f"{k}: {old.get(k)} -> {new.get(k)}" for k in COMPARED if old.get(k) != new.get(k)]
+    a, b = old.get("settings", {}), new["settings"]
+    for k in sorted(set(a) | set(b)):
+        if k not in resumable() and a.get(k) != b.get(k):
+            out.append(f"{k}: {a.get(k)} -> {b.get(k)}")
+    return out
+
+
+def claim(p) -> None:
+    """Check ``-o`` for this run (see the module docstring); creates nothing."""
+    out, cfg = p.out, p.cfg
+    if out is None:
+        return
+    check_output_dir(out)
+    if cfg.resume:
+        if not (out / "checkpoint.npz").is_file():
+            raise InputError(f"no checkpoint to resume from: {out / 'checkpoint.npz'}")
+        stored = out / "config.json"
+        if stored.is_file():
+            diff = changes(json.loads(stored.read_text()), config(p))
+            if diff:
+                raise InputError(
+                    f"--resume with changed settings ({'; '.join(diff)}): only --iters may "
+                    "change; use another -o for a new run"
+                )
+        return
+    if out.is_dir() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise InputError(
+                f"{out} is not empty: continue its run with --resume, replace it with "
+                "--overwrite, or choose another -o"
+            )
+        if not any((out / m).exists() for m in RUN_MARKERS):
+            raise InputError(f"{out} does not hold a pathdiff run: not clearing it")
+
+
+def open_run(p) -> None:
+    """Create (or, with ``--overwrite``, clear) the run directory and write ``config.json``."""
+    if p.out is None:
+        return
+    if p.cfg.overwrite and p.out.is_dir():
+        shutil.rmtree(p.out)
+    p.out.mkdir(parents=True, exist_ok=True)
+    runs.write_config(p.out, config(p), p.cfg.resume)
+
+
+def checkpoint(p, h: History) -> Path:
+    arrays = {
+        "losses": np.array(h.losses),
+        "rows": np.array(h.rows).reshape(-1, len(p.columns)),
+        "skipped": np.array(h.skipped, dtype=np.int64),
+    }
+    for i, v in enumerate(p.vars):
+        arrays.update({f"var{i}.{k}": x for k, x in v.state().items()})
+        arrays[f"var{i}.initial"] = h.initial[v.name]
+    meta = {
+        "iterations": len(h.losses),
+        "params": [v.name for v in p.vars],
+        "columns": p.columns,
+        "elapsed": h.elapsed,
+        "seed": p.cfg.seed,
+    }
+    return runs.save_checkpoint(p.out, arrays, meta)
+
+
+def restore(p, h: History) -> None:
+    """Load the variables' state and the history from ``checkpoint.npz``."""
+    arrays, meta = runs.load_checkpoint(p.out)
+    names = [v.name for v in p.vars]
+    if meta["params"] != names or meta["columns"] != p.columns:
+        raise InputError(
+            f"the checkpoint in {p.out} is for parameters {meta['params']}, not {names}: "
+            "run the same command with --resume, or use another -o"
+        )
+    for i, v in enumerate(p.vars):
+        v.load_state({k: arrays[f"var{i}.{k}"] for k in ("x", "m", "v", "t")})
+        h.initial[v.name] = arrays[f"var{i}.initial"]
+    h.losses, h.rows = arrays["losses"].tolist(), arrays["rows"].tolist()
+    h.skipped, h.elapsed = arrays["skipped"].tolist(), meta["elapsed"]
+
+
+def result(p, h: History, stop: str) -> OptimizeResult:
+    rows = np.array(h.rows).reshape(-1, len(p.columns))
+    return OptimizeResult(
+        scene=p.scene,
+        names=[v.name for v in p.vars],
+        initial=h.initial,
+        values={v.name: v.value() for v in p.vars},
+        truth=p.truth,
+        losses=np.array(h.losses),
+        errors={n: rows[:, p.columns.index(f"error:{n}")] for n in p.truth},
+        iterations=len(h.losses),
+        stop_reason=stop,
+        skipped=list(h.skipped),
+        seconds=h.elapsed,
+        out_dir=None if p.out is None else str(p.out),
+    )
+
+
+def finish(p, h: History, res: OptimizeResult) -> None:
+    """Write the checkpoint, trajectory, loss plot, final outputs and ``result.json``."""
+    rows = np.array(h.rows).reshape(-1, len(p.columns))
+    files = [checkpoint(p, h), runs.write_trajectory(p.out, p.columns, rows)]
+    if len(rows):
+        files.append(runs.plot_losses(p.out, rows[:, 1], res.errors))
+    if res.stop_reason != "interrupted":
+        files += final_outputs(p)
+    files.append(runs.write_result(p.out, res.to_dict()))
+    res.files = [str(f) for f in files]
+
+
+def final_outputs(p) -> list[Path]:
+    """Final renders, frame strip and GIF, and the optimized scene."""
+    files, shown = [], []
+    for t in p.targets:
+        img = render(p.scene, p.integ, spp=p.cfg.final_spp, sensor=t.sensor, seed=1)
+        for ext in (".exr", ".png"):
+            files.append(Path(write_image(p.out / f"final_{t.sensor}{ext}", img)))
+        if p.cfg.exposure == "fit":
+            T, M = t.tensors(*film_size(p.scene, t.sensor))
+            img = img * float(fit_exposure(mi.TensorXf(img), T, M)[0])
+        shown.append(img)
+    files += runs.write_frames(p.out, [t.image for t in p.targets], shown)
+    if p.cfg.xml:
+        keys = list(dict.fromkeys(k for v in p.vars for k in v.keys))
+        xml, missing = write_scene(p.scene, p.cfg.xml, p.out / "scene", keys, p.cfg.xml_params)
+        files.append(Path(xml))
+        if missing:
+            warnings.warn(
+                f"not written to the scene XML (no element holds them): {', '.join(missing)}",
+                stacklevel=4,
+            )
+    return files

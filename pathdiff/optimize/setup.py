@@ -1,0 +1,148 @@
+"""Set-up of an optimization: everything read, checked and chosen before the first render.
+
+:func:`plan` turns the caller's arguments into a :class:`Plan` (the scene, its targets, the
+variables with their starting values, the truth, the loss, the integrator, the stages). It
+does all input I/O and validation and raises :class:`pathdiff.inputs.InputError` (or
+``SceneError``) on bad input; it never changes the caller's :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mitsuba as mi
+import numpy as np
+
+from ..inputs import InputError, MissingFileError, as_input_error
+from ..losses import get_loss
+from ..render import make_integrator
+from ..scene import ParamSpec, load_scene
+from ..targets import Target, film_size, load_target
+from ..variables import ParamArg, Variable, select_variables, values_for
+from .result import MAX_COLUMNS
+from .settings import Settings, parse_schedule, validate
+
+#: parameter keys whose change moves geometry (the default integrator is then ``edge``)
+GEOMETRY_KEYS = ("vertex_positions", "to_world")
+
+
+@dataclass
+class Plan:
+    """An optimization ready to run (built by :func:`plan`)."""
+
+    cfg: Settings
+    scene: mi.Scene
+    params: mi.SceneParameters
+    targets: list[Target]
+    vars: list[Variable]
+    truth: dict[str, np.ndarray]
+    loss_fn: Callable
+    integrator_name: str
+    integ: mi.Integrator
+    schedule: list[tuple[int, int]]
+    full_sizes: list[tuple[int, int]]
+    out: Path | None
+    frame_every: int
+    columns: list[str]
+
+
+def plan(
+    scene: mi.Scene | str | os.PathLike,
+    param_args: Sequence[str | ParamArg | ParamSpec],
+    targets: Sequence,
+    cfg: Settings,
+) -> Plan:
+    """Read and check every input of a run (no rendering, no output written)."""
+    cfg = validate(cfg)
+    if not isinstance(scene, mi.Scene):
+        cfg = dataclasses.replace(cfg, xml=cfg.xml or os.fspath(scene))
+        scene = load_scene(scene, **cfg.xml_params)
+    loaded = [_target(scene, i, t, cfg.strict) for i, t in enumerate(targets)]
+    _check_targets(loaded)
+    if not param_args:
+        raise InputError("no parameter to optimize: give at least one --param")
+    variables = select_variables(scene, param_args, cfg.lr, cfg.lambda_)
+    by_name = {v.name: v for v in variables}
+    for name, value in values_for(variables, cfg.init, cfg.base_dir, "initial value").items():
+        by_name[name].set_value(value)
+    truth = _load_truth(variables, cfg.truth, cfg.base_dir)
+    name = cfg.integrator or ("edge" if _moves_geometry(variables) else "prb")
+    with as_input_error():
+        integ = make_integrator(scene, name, **cfg.integrator_options)
+    return Plan(
+        cfg=cfg,
+        scene=scene,
+        params=mi.traverse(scene),
+        targets=loaded,
+        vars=variables,
+        truth=truth,
+        loss_fn=get_loss(cfg.loss),
+        integrator_name=name,
+        integ=integ,
+        schedule=parse_schedule(cfg.schedule),
+        full_sizes=[film_size(scene, t.sensor) for t in loaded],
+        out=Path(cfg.out_dir) if cfg.out_dir is not None else None,
+        frame_every=cfg.frame_every or max(1, cfg.iters // 24),
+        columns=_columns(variables, truth),
+    )
+
+
+def _target(scene: mi.Scene, i: int, t, strict: bool) -> Target:
+    if isinstance(t, Target):
+        return t
+    spec = t if isinstance(t, dict) else {"image": t}
+    unknown = set(spec) - {"image", "sensor", "mask"}
+    if unknown or "image" not in spec:
+        raise InputError(f"a target is {{'image', 'sensor', 'mask'}}, got {sorted(spec)}")
+    sensor = spec.get("sensor", i)
+    try:
+        sensor = int(sensor)
+    except (TypeError, ValueError):
+        raise InputError(f"--sensor must be an integer, got {sensor!r}") from None
+    return load_target(scene, spec["image"], sensor, spec.get("mask"), strict)
+
+
+def _check_targets(targets: list[Target]) -> None:
+    if not targets:
+        raise InputError("no target image: give at least one --target")
+    sensors = [t.sensor for t in targets]
+    if len(set(sensors)) != len(sensors):
+        raise InputError(f"more than one target for a sensor: sensors {sensors}")
+
+
+def _moves_geometry(variables: list[Variable]) -> bool:
+    return any(k.endswith(GEOMETRY_KEYS) for v in variables for k in v.keys)
+
+
+def _load_truth(variables: list[Variable], truth, base: str) -> dict[str, np.ndarray]:
+    if isinstance(truth, (str, os.PathLike)):
+        path = os.path.join(base, truth)
+        if not os.path.isfile(path):
+            raise MissingFileError(f"truth file not found: {path}")
+        try:
+            truth = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"malformed JSON in {path}: {e}") from None
+        base = os.path.dirname(path)
+    names = {v.name for v in variables}  # a truth file may list more than is optimized
+    truth = {k: value for k, value in (truth or {}).items() if k in names}
+    return values_for(variables, truth, base, "truth")
+
+
+def _columns(variables: list[Variable], truth: dict) -> list[str]:
+    """Trajectory columns: iteration, loss, seconds, values (per component or mean), errors."""
+    cols = ["iteration", "loss", "seconds"]
+    for v in variables:
+        n = v.value().size
+        if n == 1:
+            cols.append(v.name)
+        elif n <= MAX_COLUMNS:
+            cols += [f"{v.name}[{i}]" for i in range(n)]
+        else:
+            cols.append(f"{v.name}:mean")
+    return cols + [f"error:{name}" for name in truth]
