@@ -74,14 +74,29 @@ def _plain(x):
     return json.loads(json.dumps(x, default=str))
 
 
+def _leaves(x, prefix: str) -> dict:
+    """Flatten nested dicts/lists to ``{"a.b[0].c": value}`` so a diff names the leaf."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in _leaves(val, f"{prefix}.{key}").items()}
+    if isinstance(x, list) and any(isinstance(v, (dict, list)) for v in x):
+        return {k: v for i, val in enumerate(x) for k, v in _leaves(val, f"{prefix}[{i}]").items()}
+    return {prefix: x}
+
+
+def _diff(a, b, prefix: str) -> list[str]:
+    la, lb = _leaves(a, prefix), _leaves(b, prefix)
+    keys = list(dict.fromkeys([*la, *lb]))
+    return [f"{k.lstrip('.')}: {la.get(k)} -> {lb.get(k)}" for k in keys if la.get(k) != lb.get(k)]
+
+
 def changes(old: dict, new: dict) -> list[str]:
     """What differs between a stored ``config.json`` and this run (``name: old -> new``)."""
     old, new = _plain(old), _plain(new)
-    out = [f"{k}: {old.get(k)} -> {new.get(k)}" for k in COMPARED if old.get(k) != new.get(k)]
+    out = [line for k in COMPARED for line in _diff(old.get(k), new.get(k), k)]
     a, b = old.get("settings", {}), new["settings"]
     for k in sorted(set(a) | set(b)):
-        if k not in resumable() and a.get(k) != b.get(k):
-            out.append(f"{k}: {a.get(k)} -> {b.get(k)}")
+        if k not in resumable():
+            out += _diff(a.get(k), b.get(k), k)
     return out
 
 
