@@ -112,7 +112,11 @@ def settings_from_args(args: argparse.Namespace) -> dict:
     )  # fmt: skip
 
 
+_WARNED: set[str] = set()
+
+
 def _show_warning(message, *rest, **kw) -> None:
+    _WARNED.add(str(message))
     print(f"pathdiff: warning: {message}", file=sys.stderr)
 
 
@@ -138,6 +142,9 @@ def run(args) -> int:
 
 def report(result, out: str, wrote: bool = True) -> int:
     print(result.summary())
+    for note in result.notes:
+        if note not in _WARNED:
+            print(f"note: {note}")
     loss = f", final loss {result.losses[-1]:.4g}" if len(result.losses) else ""
     skipped = f", {len(result.skipped)} step(s) skipped" if result.skipped else ""
     print(

@@ -35,7 +35,7 @@ from ..inputs import OutputError
 from ..scene import ParamSpec
 from ..targets import Target
 from ..variables import ParamArg
-from . import rundir
+from . import diagnose, rundir
 from .loop import History, run_loop
 from .result import OptimizeResult
 from .settings import Settings, parse_schedule
@@ -73,8 +73,13 @@ def run(p: Plan) -> OptimizeResult:
         rundir.restore(p, history)
     rundir.open_run(p)
     save = None if p.out is None else (lambda: rundir.checkpoint(p, history))
+    notes = diagnose.target_notes(p.targets)
     stop = run_loop(p, history, save)
     res = rundir.result(p, history, stop)
+    rows = np.array(history.rows).reshape(-1, len(p.columns))
+    bounds = {v.name: (v.lo, v.hi) for v in p.vars}
+    notes += diagnose.bound_notes(res.names, bounds, p.columns, rows)
+    res.notes = notes + diagnose.loss_notes(res.losses)
     if p.out is not None:
         try:
             rundir.finish(p, history, res)

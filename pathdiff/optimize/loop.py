@@ -26,7 +26,7 @@ import mitsuba as mi
 import numpy as np
 
 from .. import runs
-from ..targets import film_size, fit_exposure
+from ..targets import film_size, photo_response
 from ..variables import bind, param_error
 from .result import MAX_COLUMNS
 from .setup import Plan
@@ -90,8 +90,7 @@ def view_loss(p: Plan, it: int, view: int, spp: int) -> mi.Float:
     target = p.targets[view]
     img = render_view(p, it, view, spp)
     T, M = target.tensors(*film_size(p.scene, target.sensor))
-    if p.cfg.exposure == "fit":
-        img = img * fit_exposure(img, T, M)
+    img = photo_response(img, target, T, M, p.cfg.exposure)
     keep_frame(p, it, view, img)
     if M is not None:
         img, T = img * M, T * M
@@ -112,6 +111,15 @@ def evaluate(p: Plan, it: int) -> Evaluation:
     if not math.isfinite(total) and not bad:
         bad = ["loss"]
     return Evaluation(total, bad)
+
+
+def lr_factor(it: int, iters: int, final: float) -> float:
+    """Learning-rate multiplier of iteration ``it``: 1 over the first half of the run, then a
+    cosine down to ``final`` at the last iteration. Monte Carlo gradients keep Adam's iterate
+    jittering at a scale set by the step size; decaying it lets the run settle on the value
+    the noise-free gradient points to."""
+    s = min(max((it + 1) / iters - 0.5, 0.0) / 0.5, 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * s))
 
 
 # ---- Commit: step (or skip) and record, as one transaction ---------------------------------
@@ -147,7 +155,9 @@ def commit(p: Plan, h: History, it: int, ev: Evaluation, seconds: float) -> None
             for v in p.vars:
                 v.discard_grad()
         else:
+            factor = lr_factor(it, p.cfg.iters, p.cfg.lr_final)
             for v in p.vars:
+                v.opt.set_learning_rate(v.lr * factor)
                 v.step()
         h.losses.append(ev.loss)
         h.rows.append(record)

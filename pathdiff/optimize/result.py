@@ -35,6 +35,8 @@ class OptimizeResult:
     seconds: float
     out_dir: str | None = None
     files: list[str] = field(default_factory=list)
+    #: what the run noticed (clipped views, parameters at bounds, an early plateau)
+    notes: list[str] = field(default_factory=list)
 
     def error(self, name: str, values: np.ndarray | None = None) -> float:
         """Error of ``values`` (default: the final ones) to the truth (:func:`param_error`)."""
@@ -63,6 +65,7 @@ class OptimizeResult:
             "final_loss": float(self.losses[-1]) if len(self.losses) else None,
             "skipped": self.skipped,
             "params": params,
+            "notes": self.notes,
         }
 
     def summary(self) -> str:

@@ -25,7 +25,7 @@ from ..images import write_image
 from ..inputs import InputError, check_output_dir
 from ..render import render
 from ..scene import write_scene
-from ..targets import film_size, fit_exposure
+from ..targets import film_size, photo_response
 from .loop import History
 from .result import OptimizeResult
 from .settings import recorded, resumable
@@ -210,10 +210,8 @@ def final_outputs(p) -> list[Path]:
         img = render(p.scene, p.integ, spp=p.cfg.final_spp, sensor=t.sensor, seed=1)
         for ext in (".exr", ".png"):
             files.append(Path(write_image(p.out / f"final_{t.sensor}{ext}", img)))
-        if p.cfg.exposure == "fit":
-            T, M = t.tensors(*film_size(p.scene, t.sensor))
-            img = img * float(fit_exposure(mi.TensorXf(img), T, M)[0])
-        shown.append(img)
+        T, M = t.tensors(*film_size(p.scene, t.sensor))
+        shown.append(np.array(photo_response(mi.TensorXf(img), t, T, M, p.cfg.exposure)))
     files += runs.write_frames(p.out, [t.image for t in p.targets], shown)
     if p.cfg.xml:
         keys = list(dict.fromkeys(k for v in p.vars for k in v.keys))

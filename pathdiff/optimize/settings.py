@@ -37,6 +37,13 @@ class Settings:
 
     iters: int = option(100, "iterations", check="int>0", group=_OPT, resumable=True)
     lr: float = option(0.02, "Adam learning rate", check="float>0", group=_OPT)
+    lr_final: float = option(
+        0.1,
+        "learning rate at the last iteration, as a fraction of --lr (cosine decay over the"
+        " second half of the run; 1: constant)",
+        check="float>0",
+        group=_OPT,
+    )
     spp: int = option(8, "samples per pixel per iteration and target", check="int>0", group=_OPT)
     loss: str | Callable = option(
         "l2", "image loss", choices=sorted(set(LOSSES) - {"mean"}), group=_OPT
@@ -70,8 +77,9 @@ class Settings:
     )
     exposure: str = option(
         "none",
-        "fit each render's scale to its target (photos of unknown exposure)",
-        choices=["none", "fit"],
+        "fit each render to its target: fit = one scale (unknown exposure), fit-rgb = one"
+        " gain per channel (unknown exposure and white balance)",
+        choices=["none", "fit", "fit-rgb"],
         group=_TGT,
     )
     strict: bool = option(False, "reject targets of the wrong size", group=_TGT)
