@@ -244,18 +244,25 @@ class PathLoopIntegrator(RBIntegrator):
             active_em &= ds.pdf != 0
             with dr.resume_grad(when=grad):
                 if dr.hint(grad, mode="scalar"):
-                    # A finite emitter's sample is a fixed point: its direction follows the
-                    # moving shading point. An infinite emitter's is a fixed direction.
+                    # A finite emitter's sample is a fixed point: its direction and distance
+                    # follow the moving shading point. An infinite emitter's is a fixed
+                    # direction.
                     finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
                     to_light = ds.p - si.p
                     dist2 = dr.squared_norm(to_light)
                     ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
+                    ds.dist = dr.select(finite, dr.sqrt(dist2), ds.dist)
                     det_em = mi.Float(1)
                     if dr.hint(not reparam, mode="scalar"):
-                        # The emitter sample is held fixed in area measure while the shading
-                        # point moves: differentiate the geometry term G = |cos_l| / r².
-                        G = dr.select(ds.delta, 1, dr.abs(dr.dot(ds.n, ds.d))) / dist2
-                        det_em = dr.select(finite & (dr.detach(G) > 0), _relative(G), 1)
+                        # An area emitter's sample is held fixed in area measure while the
+                        # shading point moves: differentiate the geometry term
+                        # G = |cos_l| / r^2. A delta emitter (point, spot, projector) has no
+                        # area measure: its eval_direction() computes its own falloff from the
+                        # attached shading point and ds.d/ds.dist, so there is nothing to add
+                        # (adding G counted a point light's 1/r^2 twice).
+                        G = dr.abs(dr.dot(ds.n, ds.d)) / dist2
+                        area = finite & ~ds.delta & (dr.detach(G) > 0)
+                        det_em = dr.select(area, _relative(G), 1)
                     if dr.hint(reparam, mode="scalar"):
                         # Warp the shadow ray (from the attached vertex). Its visibility is
                         # the detached sample's (ds.pdf = 0 if occluded): in the warped
