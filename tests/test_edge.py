@@ -67,9 +67,11 @@ def test_unbent_smooth_normals_are_missed(pd):
     even against FD of that same unbent renderer."""
     scene = pd.load_scene(scene_path("bunny"), res=RES, max_depth=3)
     kw = dict(bend_normals=False)
-    ad = [pd.derivative(scene, "mesh.scale", "edge", spp=32, seed=s, **kw) for s in range(4)]
+    # 3x the positive test's samples: the missed band is a small bias (|z| ~ 10 here, ~ 7 at
+    # the positive test's budget, too close to the threshold to be a reliable control)
+    ad = [pd.derivative(scene, "mesh.scale", "edge", spp=96, seed=s, **kw) for s in range(4)]
     fd = [
-        pd.finite_difference(scene, "mesh.scale", h=2e-3, spp=256, seed=100 + s, **kw)
+        pd.finite_difference(scene, "mesh.scale", h=2e-3, spp=768, seed=100 + s, **kw)
         for s in range(8)
     ]
     assert not compare(ad, fd, tiles=4).passed
