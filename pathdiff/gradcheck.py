@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import mitsuba as mi
@@ -36,6 +37,11 @@ from .render import derivative
 from .scene import ParamSpec, resolve_param
 from .stats import Comparison, compare, mean_se
 
+#: interior-only estimators: no boundary term, so geometry derivatives miss visibility
+INTERIOR_ONLY = ("prb", "pathdiff_prb", "ad", "pathdiff_ad", "mitsuba:prb", "mitsuba:ad",
+                 "mitsuba:prb_basic", "mitsuba:direct_projective")  # fmt: skip
+#: a PASS is decisive only if the check could have rejected an error of this relative size
+DECISIVE_ERROR = 0.5
 DEFAULT_SPP = 64
 DEFAULT_FD_SPP = 256
 REL_STEP = 1e-2
@@ -65,6 +71,7 @@ class GradcheckResult:
     comparison: Comparison
     floor: float
     panel: str | None = None
+    hint: str | None = None
 
     @property
     def ad_sum(self) -> float:
@@ -103,8 +110,40 @@ class GradcheckResult:
         return self.comparison.passed
 
     @property
+    def power(self) -> float:
+        """Largest ``|FD| / σ`` over the statistics (``σ``: combined standard error): how
+        many error bars the strongest reference statistic stands from 0. ``inf`` when both
+        sides are noise-free (deterministic agreement or disagreement)."""
+        c = self.comparison
+        sigma = np.hypot(c.a_se, c.b_se)
+        if np.all(sigma <= self.floor):
+            return math.inf
+        return float(np.max(np.abs(c.b_mean) / np.maximum(sigma, self.floor)))
+
+    @property
+    def decisive(self) -> bool:
+        """Whether the check could reject an estimator off by ``DECISIVE_ERROR`` (50 %) on
+        its strongest statistic: ``DECISIVE_ERROR · |FD| > threshold · σ``."""
+        return self.power * DECISIVE_ERROR > self.threshold
+
+    @property
     def verdict(self) -> str:
-        return "PASS" if self.passed else "FAIL"
+        """FAIL (some statistic disagrees), PASS (all agree and the check was decisive) or
+        INCONCLUSIVE (all agree within error bars too wide to tell a 50 % error)."""
+        if not self.passed:
+            return "FAIL"
+        return "PASS" if self.decisive else "INCONCLUSIVE"
+
+    @property
+    def decisive_spp(self) -> int | None:
+        """AD samples per pixel (FD's scaled alike) at which the check would be decisive:
+        standard errors shrink as ``1/sqrt(spp)``. ``None`` if the reference is 0."""
+        if self.decisive:
+            return self.spp
+        if self.power == 0:
+            return None
+        k = (self.threshold / (DECISIVE_ERROR * self.power)) ** 2
+        return int(2 ** math.ceil(math.log2(self.spp * k * 1.2)))
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no images); ``inf`` becomes ``None``."""
@@ -132,6 +171,8 @@ class GradcheckResult:
             "threshold": self.threshold,
             "floor": self.floor,
             "verdict": self.verdict,
+            "decisive_spp": self.decisive_spp,
+            "hint": self.hint,
             "panel": self.panel,
         }
 
@@ -193,7 +234,7 @@ def check_param(
     # Monte Carlo noise of any statistic that carries signal.
     floor = FLOOR_FRACTION * float(np.sqrt(np.mean(compare(ad, fd, alpha).b_mean ** 2)))
     (ad_mean, ad_se), (fd_mean, fd_se) = mean_se(ad), mean_se(fd)
-    return GradcheckResult(
+    result = GradcheckResult(
         name=spec.name,
         kind=spec.kind,
         integrator=integrator,
@@ -209,6 +250,21 @@ def check_param(
         comparison=compare(ad, fd, alpha, floor=floor),
         floor=floor,
     )
+    result.hint = _hint(result, integrator)
+    return result
+
+
+def _hint(r: GradcheckResult, integrator) -> str | None:
+    """Advice for a result that is not a PASS."""
+    if r.verdict == "PASS":
+        return None
+    name = integrator if isinstance(integrator, str) else type(integrator).__name__
+    if r.kind == "geometry" and name.lower() in INTERIOR_ONLY:
+        return (
+            f"{name} has no boundary (visibility) term, so moving geometry is missing its "
+            "silhouette and shadow derivatives: try --integrator edge (or psdr, reparam)"
+        )
+    return None
 
 
 def gradcheck(
@@ -222,6 +278,7 @@ def gradcheck(
     fd_seeds: int = 8,
     alpha: float = 1e-3,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
     **opts,
 ) -> list[GradcheckResult]:
     """Compare the derivative images of ``integrator`` with CRN finite differences.
@@ -230,9 +287,17 @@ def gradcheck(
     to :func:`default_step` per parameter. ``seeds`` AD runs (seeds ``seed, seed+1, ...``)
     and ``fd_seeds`` FD runs (the seeds after those) give means and standard errors;
     ``alpha`` is the family-wise false-alarm rate of the t-threshold. ``opts`` are
-    integrator options (``max_depth=...``) applied to both AD and FD.
+    integrator options (``max_depth=...``) applied to both AD and FD. ``progress`` is
+    called with one line before and one after each parameter.
     """
-    return [
-        check_param(scene, s, integrator, spp, fd_spp, h, seeds, fd_seeds, alpha, seed, **opts)
-        for s in specs
-    ]
+    results, n = [], len(specs)
+    for i, s in enumerate(specs, start=1):
+        name = s if isinstance(s, str) else s.name
+        if progress is not None:
+            progress(f"gradcheck [{i}/{n}] {name} ...")
+        t0 = time.perf_counter()
+        r = check_param(scene, s, integrator, spp, fd_spp, h, seeds, fd_seeds, alpha, seed, **opts)
+        if progress is not None:
+            progress(f"gradcheck [{i}/{n}] {name}: {r.verdict} ({time.perf_counter() - t0:.1f} s)")
+        results.append(r)
+    return results

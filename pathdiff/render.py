@@ -125,6 +125,15 @@ def derivative(
         spec.reset(spec.params)
 
 
+def _numpy(value) -> np.ndarray:
+    """A parameter value as numpy: a single RGB/3-vector as ``(3,)`` (not ``(3, 1)``),
+    tensors and flat arrays with their own shape."""
+    arr = np.array(value)
+    if arr.ndim == 2 and arr.shape[1] == 1 and not isinstance(value, mi.TensorXf):
+        arr = arr[:, 0]
+    return arr
+
+
 def gradient(
     scene: mi.Scene,
     keys: Sequence[str | ParamSpec],
@@ -163,7 +172,7 @@ def gradient(
         tgt = mi.TensorXf(np.asarray(target, dtype=np.float32)) if target is not None else None
         value = loss_fn(img, tgt)
         dr.backward(value)
-        out = {key: np.array(dr.grad(params[key])) for key in direct}
+        out = {key: _numpy(dr.grad(params[key])) for key in direct}
         out.update({name: np.array(dr.grad(θ))[0] for name, (_, θ) in specs.items()})
         return out
     finally:

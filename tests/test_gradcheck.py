@@ -67,3 +67,55 @@ def test_cli_fails_without_boundary_term(tmp_path, capsys):
     assert result["verdict"] == "FAIL" and result["max_abs_z"] > result["threshold"]
     assert (tmp_path / "gradcheck_occluder.translate.x.png").is_file()
     assert result["panel"].endswith("gradcheck_occluder.translate.x.png")
+
+
+# ---- Verdicts: PASS only when decisive, INCONCLUSIVE when too noisy, FAIL with a hint --------
+def _result(a, a_se, b, b_se, spp=16, kind="material", integrator="prb"):
+    from pathdiff.gradcheck import GradcheckResult, _hint
+    from pathdiff.stats import Comparison
+
+    a, a_se, b, b_se = (np.atleast_1d(np.asarray(x, float)) for x in (a, a_se, b, b_se))
+    z = (a - b) / np.maximum(np.hypot(a_se, b_se), 1e-9)
+    c = Comparison(a, a_se, b, b_se, z, threshold=5.0)
+    img = np.zeros((2, 2, 3))
+    r = GradcheckResult("p", kind, integrator, 0.01, spp, 64, 4, 8, img, img, img, img, c, 1e-9)
+    r.hint = _hint(r, integrator)
+    return r
+
+
+def test_verdicts_and_decisive_spp():
+    assert _result(10.0, 0.1, 10.1, 0.1).verdict == "PASS"
+    assert _result(15.0, 0.1, 10.0, 0.1).verdict == "FAIL"  # negative control: 50 % off
+    noisy = _result(0.4, 2.7, 0.85, 6.1)  # the issue's case: error bars wider than values
+    assert noisy.passed and noisy.verdict == "INCONCLUSIVE"
+    # standard errors shrink as 1/sqrt(spp): at decisive_spp the same values are decisive
+    k = noisy.decisive_spp / noisy.spp
+    assert noisy.decisive_spp > noisy.spp
+    assert _result(0.4, 2.7 / k**0.5, 0.85, 6.1 / k**0.5, spp=noisy.decisive_spp).decisive
+    assert _result(0.0, 0.0, 0.0, 0.0).verdict == "PASS"  # deterministic agreement on 0
+
+
+def test_geometry_hint_for_interior_only_estimators():
+    r = _result(0.4, 2.7, 0.85, 6.1, kind="geometry", integrator="mitsuba:prb")
+    assert "--integrator edge" in r.hint
+    assert _result(0.4, 2.7, 0.85, 6.1, kind="geometry", integrator="edge").hint is None
+    assert _result(10.0, 0.1, 10.1, 0.1, kind="geometry", integrator="prb").hint is None
+
+
+def test_prb_at_4_spp_on_geometry_does_not_pass(pd):
+    """The issue's case: Mitsuba's prb at 4 spp on a moving box used to PASS (error bars
+    wider than the values); now it is INCONCLUSIVE (or FAIL), with the boundary hint."""
+    scene = pd.load_scene(scene_path("cbox"), res=16)
+    (r,) = gradcheck(scene, ["short_box.translate.x"], "mitsuba:prb", spp=4, fd_spp=4)
+    assert r.verdict in ("INCONCLUSIVE", "FAIL")
+    assert r.hint and "edge" in r.hint
+    if r.verdict == "INCONCLUSIVE":
+        assert r.decisive_spp > 4
+
+
+def test_progress_lines(pd):
+    scene = pd.load_scene(scene_path("cbox"), res=8)
+    lines = []
+    gradcheck(scene, ["red.reflectance.value"], spp=8, fd_spp=16, progress=lines.append)
+    assert lines[0] == "gradcheck [1/1] red.reflectance.value ..."
+    assert lines[1].startswith("gradcheck [1/1] red.reflectance.value: PASS")

@@ -95,7 +95,7 @@ def notes(r) -> list[str]:
     out = []
     spp = getattr(r, "decisive_spp", None)
     if verdict(r) == "INCONCLUSIVE" and spp:
-        out.append(f"{r.name}: too noisy to judge; about {spp} spp would decide")
+        out.append(f"{r.name}: too noisy to judge; about {spp} spp would decide (--fd-spp alike)")
     if getattr(r, "hint", None):
         out.append(f"{r.name}: {r.hint}")
     return out
