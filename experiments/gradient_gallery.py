@@ -1,11 +1,11 @@
 """Gradient images of every estimator beside the finite-difference reference, per problem.
 
-Reads ``images.npz`` of a benchmark-suite run (``python -m experiments.suite``: the mean
+Reads ``images.npz`` of a benchmark-suite run (``pathdiff bench``: the mean
 derivative image of each (problem, estimator) pair over its seeds, and each problem's FD
 reference) and draws one row per problem: FD, then every estimator, channel-summed, on one
 symmetric diverging colour scale per row (99.5th percentile of |FD|; beyond it saturates).
 
-    python experiments/gradient_gallery.py [--suite-dir experiments/out/suite] [--out PNG]
+    python experiments/gradient_gallery.py [--suite-dir bench_out] [--out PNG]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     path = args.suite_dir / "images.npz"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: run `python -m experiments.suite` first")
+        raise SystemExit(f"{path} not found: run `pathdiff bench` first")
     with np.load(path) as f:
         images = dict(f)
     out = args.out or args.suite_dir / "gallery.png"

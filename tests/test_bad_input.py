@@ -108,7 +108,10 @@ CASES = [
     (["optimize", "{d}/bad_res.json", "-o", "{d}/r"], "res must be a positive integer"),
     (["optimize", "{d}/missing.json", "-o", "{d}/r"], "example file not found"),
     # bench, doctor
-    (["bench", "--spp", "x"], "--spp: invalid int value"),
+    (["bench", "--spp", "x"], "--spp: must be a positive integer"),
+    (["bench", "--seeds", "1"], "--seeds: must be"),
+    (["bench", "--problems", "nope"], "unknown problem(s) nope"),
+    (["bench", "--estimators", "nope"], "unknown estimator(s) nope"),
     (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
 ]
 

@@ -1,17 +1,12 @@
-"""The benchmark suite (``experiments/suite``): problems, references and one tiny run."""
+"""The benchmark suite (``pathdiff.bench``): problems, references and one tiny run."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT))
-
-from experiments.suite import make_references as mr  # noqa: E402
-from experiments.suite import problems as sp  # noqa: E402
+from pathdiff.bench import make_references as mr
+from pathdiff.bench import problems as sp
 
 RES = 8
 
@@ -68,3 +63,15 @@ def test_bench_produces_a_row(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| area_light | prb |"))
     assert "n/a" not in row
     assert (tmp_path / "errors.png").is_file() and (tmp_path / "optimization.png").is_file()
+
+
+def test_bench_keeps_an_earlier_run_and_checks_names(tmp_path, capsys):
+    from pathdiff.cli import main
+
+    (tmp_path / "table.md").write_text("earlier run")
+    assert main(["bench", "--problems", "area_light", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "table.md").read_text() == "earlier run"
+    assert main(["bench", "--problems", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown problem(s) nope" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

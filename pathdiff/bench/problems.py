@@ -1,7 +1,7 @@
 """The benchmark problems: a scene, a scalar parameter θ (ParamSpec), a loss and a target.
 
 Every problem is differentiated at θ = 0. Its finite-difference reference (CRN central
-differences of the primal ``path`` tracer, :mod:`experiments.suite.make_references`) and the
+differences of the primal ``path`` tracer, :mod:`pathdiff.bench.make_references`) and the
 target image of its short optimization (the scene rendered at ``θ = target``) are stored in
 ``references/NAME.npz`` with the settings that produced them.
 
@@ -29,7 +29,8 @@ import pathdiff as pd
 from pathdiff.scene import ParamSpec
 
 SUITE = Path(__file__).resolve().parent
-ROOT = SUITE.parents[1]
+#: the bundled scenes (a link to the source tree's ``scenes/``, copied into the wheel)
+BUNDLED = SUITE / "bundled"
 REFERENCES = SUITE / "references"
 
 #: estimators that only compute the interior (continuous) term
@@ -61,7 +62,8 @@ class Problem:
 
     @property
     def scene_path(self) -> Path:
-        return ROOT / self.scene
+        """``scene`` is relative to the suite's folder (``bundled/...``: the bundled scenes)."""
+        return SUITE / self.scene
 
     @property
     def reference_path(self) -> Path:
@@ -71,7 +73,7 @@ class Problem:
 PROBLEMS: list[Problem] = [
     Problem(
         name="diffuse_albedo",
-        scene="scenes/cbox/scene.xml",
+        scene="bundled/cbox/scene.xml",
         spec="red.reflectance.value",
         covers="diffuse material, interreflection (colour bleeding)",
         h=0.005,
@@ -81,7 +83,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="glossy_roughness",
-        scene="scenes/glossy/scene.xml",
+        scene="bundled/glossy/scene.xml",
         spec="metal.alpha.value",
         covers="glossy material (GGX roughness)",
         h=0.002,
@@ -90,7 +92,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="texture",
-        scene="scenes/textured/scene.xml",
+        scene="bundled/textured/scene.xml",
         spec="plane_bsdf.reflectance.data",
         covers="texture (all texels)",
         h=0.005,
@@ -99,7 +101,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="area_light",
-        scene="scenes/shadow/scene.xml",
+        scene="bundled/shadow/scene.xml",
         spec="light.emitter.radiance.value",
         covers="area-light radiance",
         h=0.4,
@@ -108,7 +110,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="envmap",
-        scene="scenes/glossy/scene.xml",
+        scene="bundled/glossy/scene.xml",
         spec="env.scale",
         covers="environment-map intensity",
         h=0.01,
@@ -117,7 +119,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="silhouette_translate",
-        scene="scenes/silhouette/scene.xml",
+        scene="bundled/silhouette/scene.xml",
         spec="object.translate.x",
         covers="primary silhouette, translation",
         h=0.002,
@@ -126,7 +128,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="silhouette_rotate",
-        scene="scenes/silhouette/scene.xml",
+        scene="bundled/silhouette/scene.xml",
         spec="object.rotate.y",
         covers="primary silhouette, rotation (degrees)",
         h=0.2,
@@ -135,7 +137,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="shadow",
-        scene="scenes/shadow/scene.xml",
+        scene="bundled/shadow/scene.xml",
         spec="occluder.translate.x",
         covers="shadow (secondary visibility) + primary",
         h=0.002,
@@ -144,7 +146,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="reflection",
-        scene="experiments/suite/scenes/reflection.xml",
+        scene="scenes/reflection.xml",
         spec="occluder.translate.x",
         covers="visibility seen only in a glossy reflection",
         h=0.002,
@@ -153,7 +155,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="cbox_geometry",
-        scene="scenes/cbox/scene.xml",
+        scene="bundled/cbox/scene.xml",
         spec="tall_box.rotate.y",
         covers="interreflection + visibility in the Cornell box",
         h=0.4,
@@ -164,7 +166,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="camera_translate",
-        scene="scenes/shadow/scene.xml",
+        scene="bundled/shadow/scene.xml",
         spec="sensor.translate.x",
         covers="camera translation (as a motion of the whole scene)",
         h=0.005,
@@ -173,7 +175,7 @@ PROBLEMS: list[Problem] = [
     ),
     Problem(
         name="bunny_displace",
-        scene="scenes/bunny/scene.xml",
+        scene="bundled/bunny/scene.xml",
         spec="mesh.displace",
         covers="deformation of 2562 vertices along their normals",
         h=0.005,

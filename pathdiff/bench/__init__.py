@@ -4,7 +4,7 @@
 * :mod:`.make_references` — regenerates the stored finite-difference references;
 * :mod:`.run` — measures one (problem, estimator) pair;
 * :mod:`.report` — the markdown table, JSON and plots;
-* ``python -m experiments.suite`` (or ``pathdiff bench``) — runs everything.
+* ``pathdiff bench`` (or ``python -m pathdiff.bench``) — runs everything (:mod:`.__main__`).
 
 See ``docs/benchmark.md``.
 """

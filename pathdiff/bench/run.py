@@ -37,6 +37,7 @@ import pathdiff as pd
 from pathdiff.scene import ParamSpec
 from pathdiff.stats import mean_se, random_weights, summary, threshold
 
+from .main import NUMBERS
 from .problems import Problem, caveat, resolve, shifted
 
 MIB = 2**20
@@ -49,10 +50,10 @@ SEED0 = 1000
 class Settings:
     """Run settings shared by every pair."""
 
-    spp: int = 16
-    seeds: int = 4
-    opt_iters: int = 10
-    opt_spp: int = 8
+    spp: int = NUMBERS["spp"][0]
+    seeds: int = NUMBERS["seeds"][0]
+    opt_iters: int = NUMBERS["opt_iters"][0]
+    opt_spp: int = NUMBERS["opt_spp"][0]
 
 
 @dataclass

@@ -10,7 +10,7 @@ target: the scene rendered at ``θ = target`` with ``target_spp`` samples. The s
 stored beside the arrays (``settings``, a JSON string) and checked by ``tests/test_suite.py``.
 About 4 minutes on 2 cores at the defaults.
 
-    python -m experiments.suite.make_references [--problems a,b] [--res 24] [--spp 2048]
+    python -m pathdiff.bench.make_references [--problems a,b] [--res 24] [--spp 2048]
 """
 
 from __future__ import annotations
