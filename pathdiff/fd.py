@@ -31,7 +31,7 @@ def finite_difference(
     try:
         with dr.suspend_grad():
             for step in (h, -h):
-                spec.bind(spec.params, mi.Float(step))
+                spec.bind(theta=mi.Float(step))
                 img = mi.render(scene, integrator=integ, spp=spp, seed=seed, sensor=sensor)
                 images.append(np.array(img, dtype=np.float64))
     finally:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .integrators import PLUGINS, plugin_name
 from .losses import get_loss
-from .scene import ParamSpec, resolve_param
+from .scene import ParamSpec, bind_specs, resolve_param
 
 #: options every pathdiff integrator understands, inherited from the scene's integrator
 COMMON_OPTIONS = ("max_depth", "rr_depth", "hide_emitters")
@@ -113,7 +113,7 @@ def derivative(
     θ = mi.Float(0.0)
     dr.enable_grad(θ)
     try:
-        spec.bind(spec.params, θ)
+        spec.bind(theta=θ)
         # Push dθ = 1 into the scene parameters now: the integrator's AD scopes may not
         # reach back across the θ -> parameter edges.
         dr.set_grad(θ, 1.0)
@@ -165,9 +165,10 @@ def gradient(
         for key in direct:
             dr.enable_grad(params[key])
         params.update()
-        for spec, θ in specs.values():
+        for _, θ in specs.values():
             dr.enable_grad(θ)
-            spec.bind(spec.params, θ)
+        if specs:  # composed: several specs on one mesh move it by all of them
+            bind_specs(params, list(specs.values()))
         img = mi.render(scene, params, integrator=integ, sensor=sensor, spp=spp, seed=seed)
         tgt = mi.TensorXf(np.asarray(target, dtype=np.float32)) if target is not None else None
         value = loss_fn(img, tgt)

@@ -114,18 +114,42 @@ class ParamSpec:
     params: mi.SceneParameters
     base: dict = field(repr=False)
     change: object = field(repr=False)  # (θ) -> {key: value}
+    #: (current values, θ) -> {key: value}: this spec's change applied on top of other specs'
+    #: (a rigid motion moves the current vertices); default: add ``change(θ) - base``
+    apply: object = field(default=None, repr=False)
 
-    def bind(self, params: mi.SceneParameters, theta: mi.Float) -> None:
-        """Write the parameters at θ (attached to θ if it carries gradients) and update."""
-        for key, value in self.change(mi.Float(theta)).items():
-            params[key] = value
-        params.update()
+    def bind(self, params: mi.SceneParameters | None = None, theta: mi.Float = 0.0) -> None:
+        """Write the parameters at θ (attached to θ if it carries gradients) and update.
+        ``params`` defaults to the spec's own."""
+        bind_specs(self.params if params is None else params, [(self, theta)])
+
+    def on(self, current: dict, theta: mi.Float) -> dict:
+        """The values of :attr:`keys` after this spec's change at θ, starting from
+        ``current`` (for keys missing there: the base values)."""
+        cur = {k: current.get(k, self.base[k]) for k in self.keys}
+        if self.apply is not None:
+            return self.apply(cur, mi.Float(theta))
+        change = self.change(mi.Float(theta))
+        if not any(k in current for k in self.keys):  # alone on its keys: any value type
+            return change
+        return {k: cur[k] + (v - self.base[k]) for k, v in change.items()}
 
     def reset(self, params: mi.SceneParameters) -> None:
         """Restore the values captured when the spec was resolved."""
         for key, value in self.base.items():
             params[key] = type(value)(value)
         params.update()
+
+
+def bind_specs(params: mi.SceneParameters, specs: list) -> None:
+    """Write several ``(spec, θ)`` at once, composed in order: two specs on one mesh
+    (``obj.translate.x`` and ``obj.rotate.y``) move it by both, not by the last one."""
+    values: dict = {}
+    for spec, theta in specs:
+        values.update(spec.on(values, theta))
+    for key, value in values.items():
+        params[key] = value
+    params.update()
 
 
 def _kind(params: mi.SceneParameters, key: str) -> str:
@@ -206,27 +230,35 @@ def _rigid(scene, params, spec, shape_id, motion, axis) -> ParamSpec:
         )
     kp, kn = f"{shape_id}.vertex_positions", f"{shape_id}.vertex_normals"
     P = dr.unravel(mi.Point3f, dr.detach(params[kp]))
-    c = mi.Point3f(dr.mean(P.x), dr.mean(P.y), dr.mean(P.z))
     # translation and uniform scaling leave normals unchanged
     has_n = motion == "rotate" and kn in params and dr.width(params[kn]) > 0
     N = dr.unravel(mi.Vector3f, dr.detach(params[kn])) if has_n else None
     ax = mi.Vector3f([float(a == axis) for a in "xyz"]) if axis else None
 
-    def change(θ: mi.Float) -> dict:
+    def apply(cur: dict, θ: mi.Float) -> dict:
+        """Move the current vertices; rotation and scaling about their own centroid, so that
+        composed motions commute (rotate in place, translate)."""
+        Q = dr.unravel(mi.Point3f, cur[kp])
+        c = mi.Point3f(dr.mean(Q.x), dr.mean(Q.y), dr.mean(Q.z))
         if motion == "translate":
-            return {kp: dr.ravel(P + ax * θ)}
+            return {kp: dr.ravel(Q + ax * θ)}
         if motion == "scale":
-            return {kp: dr.ravel(c + (P - c) * (1 + θ))}
+            return {kp: dr.ravel(c + (Q - c) * (1 + θ))}
         rot = _rotation(ax, θ)
-        out = {kp: dr.ravel(c + rot(P - c))}
+        out = {kp: dr.ravel(c + rot(Q - c))}
         if has_n:
-            out[kn] = dr.ravel(rot(N))
+            out[kn] = dr.ravel(rot(dr.unravel(mi.Vector3f, cur[kn])))
         return out
 
     base = {kp: mi.Float(dr.detach(params[kp]))}
     if has_n:
         base[kn] = mi.Float(dr.detach(params[kn]))
-    return ParamSpec(spec, "geometry", list(base), params, base, change)
+    del P, N
+
+    def change(θ: mi.Float) -> dict:
+        return apply(base, θ)
+
+    return ParamSpec(spec, "geometry", list(base), params, base, change, apply)
 
 
 def _rotation(axis: mi.Vector3f, degrees: mi.Float):

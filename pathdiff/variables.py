@@ -29,7 +29,7 @@ import mitsuba as mi
 import numpy as np
 
 from .inputs import InputError, MissingFileError
-from .scene import ParamSpec, SceneError, list_params, resolve_param
+from .scene import ParamSpec, SceneError, bind_specs, list_params, resolve_param
 
 #: (pattern on the key, lower bound, upper bound), first match wins
 BOUNDS = [
@@ -267,7 +267,7 @@ def _spec_variable(scene, spec, arg, lr, lo=-math.inf, hi=math.inf) -> SpecVaria
 
 
 def _check_overlaps(variables: list[Variable]) -> None:
-    """ParamSpecs may share keys (their displacements add up); whole keys may not."""
+    """ParamSpecs may share keys (they compose); whole keys may not."""
     owner: dict[str, Variable] = {}
     for var in variables:
         for key in var.keys:
@@ -279,20 +279,15 @@ def _check_overlaps(variables: list[Variable]) -> None:
 def bind(params: mi.SceneParameters, variables: Sequence[Variable]) -> None:
     """Write every variable's values into the scene (attached to the latent values).
 
-    Several ParamSpecs on one key (``occluder.translate.x`` and ``.z``) add their
-    displacements from the loaded value.
+    Several ParamSpecs on one mesh (``occluder.translate.x`` and ``.rotate.y``) compose, in
+    the order given (:func:`pathdiff.scene.bind_specs`).
     """
-    values: dict[str, list] = {}
+    specs = [(v.spec, v.latent) for v in variables if v.kind == "spec"]
     for var in variables:
-        for key, value in var.scene_values().items():
-            values.setdefault(key, []).append((var, value))
-    for key, entries in values.items():
-        if len(entries) == 1:
-            params[key] = entries[0][1]
-        else:
-            base = entries[0][0].spec.base[key]
-            params[key] = sum((value - base for _, value in entries[1:]), entries[0][1])
-    params.update()
+        if var.kind != "spec":
+            for key, value in var.scene_values().items():
+                params[key] = value
+    bind_specs(params, specs)
 
 
 def param_error(name: str, value: np.ndarray, truth: np.ndarray) -> float:
