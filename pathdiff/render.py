@@ -89,6 +89,51 @@ def render(
     return np.array(img, dtype=np.float32)
 
 
+class _DiffRender(dr.CustomOp):
+    """``mi.render`` as an AD operation whose inputs are the scene parameters *and* any
+    other attached values the image depends on through the integrators, such as a camera's
+    pose (:func:`pathdiff.integrators.camera.attach_camera`): Mitsuba's own operation only
+    sees ``SceneParameters``, so a camera θ would get no gradient. The derivative passes are
+    the integrator's own ``render_forward``/``render_backward``; they reach every attached
+    ancestor through the AD graph."""
+
+    def eval(self, scene, sensor, inputs, params, integrator, seeds, spps):
+        self.args = scene, params, sensor, integrator, seeds[1], spps[1]
+        with dr.suspend_grad():
+            return integrator.render(scene, sensor, seeds[0], spps[0], develop=True, evaluate=False)
+
+    def forward(self):
+        scene, params, sensor, integrator, seed, spp = self.args
+        self.set_grad_out(integrator.render_forward(scene, params, sensor, seed, spp))
+
+    def backward(self):
+        scene, params, sensor, integrator, seed, spp = self.args
+        integrator.render_backward(scene, params, self.grad_out(), sensor, seed, spp)
+
+    def name(self):
+        return "pathdiff.render"
+
+
+def diff_render(
+    scene: mi.Scene,
+    params: mi.SceneParameters,
+    integrator: mi.Integrator,
+    sensor: int = 0,
+    spp: int = 0,
+    seed: int = 0,
+    extra: Sequence = (),
+) -> mi.TensorXf:
+    """A differentiable render (like ``mi.render``) that also carries the derivatives of
+    the attached values in ``extra`` (e.g. the θ of camera ParamSpecs)."""
+    if isinstance(sensor, int):
+        sensor = scene.sensors()[sensor]
+    seed_grad = int(mi.sample_tea_32(seed, 1)[0])
+    inputs = (dict(params), list(extra))
+    return dr.custom(
+        _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp)
+    )
+
+
 def _as_spec(scene: mi.Scene, spec: str | ParamSpec) -> ParamSpec:
     return resolve_param(scene, spec) if isinstance(spec, str) else spec
 
@@ -169,7 +214,8 @@ def gradient(
             dr.enable_grad(θ)
         if specs:  # composed: several specs on one mesh move it by all of them
             bind_specs(params, list(specs.values()))
-        img = mi.render(scene, params, integrator=integ, sensor=sensor, spp=spp, seed=seed)
+        thetas = [θ for _, θ in specs.values()]
+        img = diff_render(scene, params, integ, sensor, spp, seed, extra=thetas)
         tgt = mi.TensorXf(np.asarray(target, dtype=np.float32)) if target is not None else None
         value = loss_fn(img, tgt)
         dr.backward(value)

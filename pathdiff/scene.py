@@ -7,7 +7,12 @@ A *ParamSpec* names a scalar θ (θ = 0 is the scene as loaded):
 * ``KEY[i]``: component ``i`` of the flattened parameter;
 * ``SHAPE.translate.x|y|z``, ``SHAPE.rotate.x|y|z`` (degrees, about the vertex centroid,
   world axes), ``SHAPE.scale`` (factor ``1 + θ`` about the centroid): a rigid motion of the
-  vertices (and normals) of the triangle mesh with XML id ``SHAPE``.
+  vertices (and normals) of the triangle mesh with XML id ``SHAPE``;
+* ``SENSOR.translate.x|y|z`` (world axes), ``SENSOR.rotate.x|y|z`` (degrees, about the
+  camera's own position, world axes), ``SENSOR.fov`` (the horizontal field of view, degrees)
+  for the perspective sensor with XML id ``SENSOR``. Mitsuba marks a sensor's pose and fov
+  non-differentiable, so the sensor keeps detached values and the attached ones are
+  registered with :func:`pathdiff.integrators.camera.attach_camera` for the estimators.
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ def rigid_specs(scene: mi.Scene) -> list[str]:
             out += [f"{shape.id()}.translate.{a}" for a in "xyz"]
             out += [f"{shape.id()}.rotate.{a}" for a in "xyz"]
             out.append(f"{shape.id()}.scale")
+    for sensor in scene.sensors():
+        if sensor.id() and sensor.class_name() == "PerspectiveCamera":
+            out += [f"{sensor.id()}.{m}.{a}" for m in ("translate", "rotate") for a in "xyz"]
+            out.append(f"{sensor.id()}.fov")
     return out
 
 
@@ -117,6 +126,9 @@ class ParamSpec:
     #: (current values, θ) -> {key: value}: this spec's change applied on top of other specs'
     #: (a rigid motion moves the current vertices); default: add ``change(θ) - base``
     apply: object = field(default=None, repr=False)
+    #: (values) -> replacements: last step before writing (a camera registers its attached
+    #: pose and writes detached values into the sensor); ``None``: reset
+    finish: object = field(default=None, repr=False)
 
     def bind(self, params: mi.SceneParameters | None = None, theta: mi.Float = 0.0) -> None:
         """Write the parameters at θ (attached to θ if it carries gradients) and update.
@@ -136,6 +148,8 @@ class ParamSpec:
 
     def reset(self, params: mi.SceneParameters) -> None:
         """Restore the values captured when the spec was resolved."""
+        if self.finish is not None:
+            self.finish(None)
         for key, value in self.base.items():
             params[key] = type(value)(value)
         params.update()
@@ -147,6 +161,9 @@ def bind_specs(params: mi.SceneParameters, specs: list) -> None:
     values: dict = {}
     for spec, theta in specs:
         values.update(spec.on(values, theta))
+    # each finish sees the composed (attached) values and returns what to write instead
+    finishers = {id(s): s for s, _ in specs if s.finish is not None}.values()
+    values.update({k: v for spec in finishers for k, v in spec.finish(values).items()})
     for key, value in values.items():
         params[key] = value
     params.update()
@@ -172,6 +189,11 @@ def _kind(params: mi.SceneParameters, key: str) -> str:
 def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
     """Resolve a ParamSpec string (see the module docstring) against ``scene``."""
     params = mi.traverse(scene)
+    m = re.fullmatch(r"(.+)\.(translate|rotate)\.([xyz])|(.+)\.(fov)", spec)
+    sensors = {x.id(): x for x in scene.sensors() if x.id()}
+    if m and spec not in params and (m.group(1) or m.group(4)) in sensors:
+        sensor = sensors[m.group(1) or m.group(4)]
+        return _camera(params, spec, sensor, m.group(2) or m.group(5), m.group(3))
     m = re.fullmatch(r"(.+)\.(translate|rotate)\.([xyz])|(.+)\.(scale)", spec)
     if m and spec not in params:
         shape_id = m.group(1) or m.group(4)
@@ -259,6 +281,43 @@ def _rigid(scene, params, spec, shape_id, motion, axis) -> ParamSpec:
         return apply(base, θ)
 
     return ParamSpec(spec, "geometry", list(base), params, base, change, apply)
+
+
+def _camera(params, spec: str, sensor: mi.Sensor, motion: str, axis: str | None) -> ParamSpec:
+    """A sensor's pose or fov as θ (see the module docstring)."""
+    from .integrators.camera import attach_camera, check_sensor, detach_camera
+
+    try:
+        check_sensor(sensor, spec)
+    except ValueError as e:
+        msg = str(e).replace("the primary boundary term supports", "ParamSpecs support")
+        raise SceneError(msg) from None
+    kt, kf = f"{sensor.id()}.to_world", f"{sensor.id()}.x_fov"
+    base = {kt: mi.Transform4f(params[kt]), kf: mi.Float(params[kf])}
+    ax = mi.Vector3f([float(a == axis) for a in "xyz"]) if axis else None
+
+    def apply(cur: dict, θ: mi.Float) -> dict:
+        M, fov = mi.Transform4f(cur[kt]), mi.Float(cur[kf])
+        if motion == "translate":
+            return {kt: mi.Transform4f().translate(ax * θ) @ M, kf: fov}
+        if motion == "rotate":  # about the camera's position, world axis
+            c = M @ mi.Point3f(0)
+            R = mi.Transform4f().translate(c) @ mi.Transform4f().rotate(ax, θ)
+            return {kt: R @ mi.Transform4f().translate(-c) @ M, kf: fov}
+        return {kt: M, kf: fov + θ}
+
+    def finish(values: dict | None) -> dict | None:
+        """Register the attached pose/fov; the sensor itself gets them detached."""
+        if values is None:  # reset
+            detach_camera(sensor)
+            return None
+        attach_camera(sensor, values[kt], values[kf])
+        return {kt: dr.detach(values[kt]), kf: dr.detach(values[kf])}
+
+    def change(θ: mi.Float) -> dict:
+        return apply(base, θ)
+
+    return ParamSpec(spec, "camera", [kt, kf], params, base, change, apply, finish)
 
 
 def _rotation(axis: mi.Vector3f, degrees: mi.Float):

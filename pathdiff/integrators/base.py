@@ -28,6 +28,9 @@ import drjit as dr
 import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator
 
+from .camera import PinholeCamera
+from .camera import attached as camera_attached
+
 
 def _relative(f: mi.Spectrum) -> mi.Spectrum:
     """Value 1, derivative ∂f/f (0 where f vanishes)."""
@@ -127,6 +130,17 @@ class PathLoopIntegrator(RBIntegrator):
             "hide_emitters": self.hide_emitters,
         }
 
+    def sample_rays(self, scene: mi.Scene, sensor: mi.Sensor, sampler: mi.Sampler):
+        """Mitsuba's camera rays; where the sensor's pose/fov are registered as attached
+        (:func:`pathdiff.integrators.camera.attach_camera`), re-derived from the same film
+        positions with the attached pose and fov, so that the first intersection, and
+        everything seen from it, follows the moving camera (same values)."""
+        ray, weight, pos = super().sample_rays(scene, sensor, sampler)
+        if camera_attached(sensor):
+            with dr.resume_grad():
+                ray = PinholeCamera.of(sensor).attach_ray(ray)
+        return ray, weight, pos
+
     def reparameterizes(self) -> bool:
         """Whether the replay reparameterizes its rays with :meth:`reparam_ray`."""
         return False
@@ -192,6 +206,14 @@ class PathLoopIntegrator(RBIntegrator):
         grad = not primal  # evaluate integrand values with gradients attached
 
         ctx = mi.BSDFContext()
+        # an attached camera ray (moving camera, see sample_rays) is intersected attached at
+        # depth 0 in the derivative passes; the loop state is detached
+        with dr.resume_grad():
+            moving = grad and (dr.grad_enabled(ray.o) or dr.grad_enabled(ray.d))
+            ray_cam = mi.Ray3f(ray) if moving else None
+            if ray_cam is not None and mode == dr.ADMode.Forward:
+                # the loop is an isolated AD scope: push dθ into the ray before entering it
+                dr.forward_to(ray_cam.o, ray_cam.d, flags=dr.ADFlag.ClearEdges)
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)
         L = mi.Spectrum(0 if state_in is None or not replay else state_in)
@@ -209,140 +231,145 @@ class PathLoopIntegrator(RBIntegrator):
         rng = RNGSampler.from_ray(ray) if has_vertex_term or reparam else RNGSampler()
 
         loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
-        while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
-            # ---- Intersection (ray-attached in the derivative passes) -------------------
-            with dr.resume_grad(when=grad):
-                ray_att, det = ray, mi.Float(1)
-                if dr.hint(reparam, mode="scalar"):
-                    ray_att, det = self.reparam_ray(scene, rng, ray, depth, active)
-                si = scene.ray_intersect(
-                    ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
-                )
-                if dr.hint(self.bend_normals, mode="scalar"):
-                    si, _ = face_viewer(si, ray_att.d)
-
-            # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
-            ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))
-            hit_emitter = active & (ds.emitter != None)  # noqa: E711 (per-lane pointer test)
-            em_pdf = scene.pdf_emitter_direction(prev_si, ds, hit_emitter & ~prev_bsdf_delta)
-            w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
-            if dr.hint(self.hide_emitters and camera, mode="scalar"):
-                w_bsdf = dr.select(depth == 0, 0, w_bsdf)
-            with dr.resume_grad(when=grad):
-                Le = β * w_bsdf * ds.emitter.eval(si, hit_emitter)
-
-            active_next = active & si.is_valid() & (depth + 1 < max_depth)
-            valid |= active & si.is_valid()
-            bsdf = si.bsdf(ray)
-
-            # ---- Next-event estimation (detached sample, attached value) ---------------
-            active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
-            with dr.suspend_grad():  # detached sampling in every regime
-                ds, em_weight = scene.sample_emitter_direction(
-                    si, sampler.next_2d(), True, active_em
-                )
-            active_em &= ds.pdf != 0
-            with dr.resume_grad(when=grad):
-                if dr.hint(grad, mode="scalar"):
-                    # A finite emitter's sample is a fixed point: its direction and distance
-                    # follow the moving shading point. An infinite emitter's is a fixed
-                    # direction.
-                    finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
-                    to_light = ds.p - si.p
-                    dist2 = dr.squared_norm(to_light)
-                    ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
-                    ds.dist = dr.select(finite, dr.sqrt(dist2), ds.dist)
-                    det_em = mi.Float(1)
-                    if dr.hint(not reparam, mode="scalar"):
-                        # An area emitter's sample is held fixed in area measure while the
-                        # shading point moves: differentiate the geometry term
-                        # G = |cos_l| / r^2. A delta emitter (point, spot, projector) has no
-                        # area measure: its eval_direction() computes its own falloff from the
-                        # attached shading point and ds.d/ds.dist, so there is nothing to add
-                        # (adding G counted a point light's 1/r^2 twice).
-                        G = dr.abs(dr.dot(ds.n, ds.d)) / dist2
-                        area = finite & ~ds.delta & (dr.detach(G) > 0)
-                        det_em = dr.select(area, _relative(G), 1)
+        # grad enabled at the loop entry when differentiating, so that an attached camera
+        # ray captured by the loop keeps its derivatives (sampling stays detached inside)
+        with dr.resume_grad(when=grad):
+            while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
+                # ---- Intersection (ray-attached in the derivative passes) -------------------
+                with dr.resume_grad(when=grad):
+                    ray_att, det = ray, mi.Float(1)
+                    if dr.hint(ray_cam is not None, mode="scalar"):
+                        ray_att = dr.select(depth == 0, ray_cam, ray)
                     if dr.hint(reparam, mode="scalar"):
-                        # Warp the shadow ray (from the attached vertex). Its visibility is
-                        # the detached sample's (ds.pdf = 0 if occluded): in the warped
-                        # variables it is locally constant, so the ray is not traced again.
-                        ray_em, det_em = self.reparam_ray(
-                            scene,
-                            rng,
-                            si.spawn_ray(dr.detach(ds.d)),
-                            depth + 1,
-                            active_em & ~ds.delta,
-                        )
-                        ds.d = dr.select(ds.delta, ds.d, ray_em.d)
-                    em_val = scene.eval_emitter_direction(si, ds, active_em) * det_em
-                    em_weight = dr.replace_grad(
-                        em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0)
+                        ray_att, det = self.reparam_ray(scene, rng, ray, depth, active)
+                    si = scene.ray_intersect(
+                        ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
                     )
-                wo = si.to_local(ds.d)
+                    if dr.hint(self.bend_normals, mode="scalar"):
+                        si, _ = face_viewer(si, ray_att.d)
 
-                u1, u2 = sampler.next_1d(), sampler.next_2d()
+                # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
+                ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))
+                hit_emitter = active & (ds.emitter != None)  # noqa: E711 (per-lane pointer test)
+                em_pdf = scene.pdf_emitter_direction(prev_si, ds, hit_emitter & ~prev_bsdf_delta)
+                w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
+                if dr.hint(self.hide_emitters and camera, mode="scalar"):
+                    w_bsdf = dr.select(depth == 0, 0, w_bsdf)
+                with dr.resume_grad(when=grad):
+                    Le = β * w_bsdf * ds.emitter.eval(si, hit_emitter)
+
+                active_next = active & si.is_valid() & (depth + 1 < max_depth)
+                valid |= active & si.is_valid()
+                bsdf = si.bsdf(ray)
+
+                # ---- Next-event estimation (detached sample, attached value) ---------------
+                active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
+                with dr.suspend_grad():  # detached sampling in every regime
+                    ds, em_weight = scene.sample_emitter_direction(
+                        si, sampler.next_2d(), True, active_em
+                    )
+                active_em &= ds.pdf != 0
+                with dr.resume_grad(when=grad):
+                    if dr.hint(grad, mode="scalar"):
+                        # A finite emitter's sample is a fixed point: its direction and distance
+                        # follow the moving shading point. An infinite emitter's is a fixed
+                        # direction.
+                        finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+                        to_light = ds.p - si.p
+                        dist2 = dr.squared_norm(to_light)
+                        ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
+                        ds.dist = dr.select(finite, dr.sqrt(dist2), ds.dist)
+                        det_em = mi.Float(1)
+                        if dr.hint(not reparam, mode="scalar"):
+                            # An area emitter's sample is held fixed in area measure while the
+                            # shading point moves: differentiate the geometry term
+                            # G = |cos_l| / r^2. A delta emitter (point, spot, projector) has no
+                            # area measure: its eval_direction() computes its own falloff from the
+                            # attached shading point and ds.d/ds.dist, so there is nothing to add
+                            # (adding G counted a point light's 1/r^2 twice).
+                            G = dr.abs(dr.dot(ds.n, ds.d)) / dist2
+                            area = finite & ~ds.delta & (dr.detach(G) > 0)
+                            det_em = dr.select(area, _relative(G), 1)
+                        if dr.hint(reparam, mode="scalar"):
+                            # Warp the shadow ray (from the attached vertex). Its visibility is
+                            # the detached sample's (ds.pdf = 0 if occluded): in the warped
+                            # variables it is locally constant, so the ray is not traced again.
+                            ray_em, det_em = self.reparam_ray(
+                                scene,
+                                rng,
+                                si.spawn_ray(dr.detach(ds.d)),
+                                depth + 1,
+                                active_em & ~ds.delta,
+                            )
+                            ds.d = dr.select(ds.delta, ds.d, ray_em.d)
+                        em_val = scene.eval_emitter_direction(si, ds, active_em) * det_em
+                        em_weight = dr.replace_grad(
+                            em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0)
+                        )
+                    wo = si.to_local(ds.d)
+
+                    u1, u2 = sampler.next_1d(), sampler.next_2d()
+                    if dr.hint(grad, mode="scalar"):
+                        bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
+                    else:  # primal: one BSDF call evaluates NEE and samples the next direction
+                        bsdf_val, bsdf_pdf, bs, bsdf_weight = bsdf.eval_pdf_sample(
+                            ctx, si, wo, u1, u2, active_next
+                        )
+                    w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
+                    L_dir = β * w_em * bsdf_val * em_weight
+
+                # ---- BSDF sampling (detached) ---------------------------------------------
                 if dr.hint(grad, mode="scalar"):
-                    bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
-                else:  # primal: one BSDF call evaluates NEE and samples the next direction
-                    bsdf_val, bsdf_pdf, bs, bsdf_weight = bsdf.eval_pdf_sample(
-                        ctx, si, wo, u1, u2, active_next
-                    )
-                w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
-                L_dir = β * w_em * bsdf_val * em_weight
+                    with dr.suspend_grad():
+                        bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active_next)
+                ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
 
-            # ---- BSDF sampling (detached) ---------------------------------------------
-            if dr.hint(grad, mode="scalar"):
-                with dr.suspend_grad():
-                    bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active_next)
-            ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
-
-            # ---- Differentiate this vertex --------------------------------------------
-            if dr.hint(grad, mode="scalar"):
-                with dr.resume_grad():
-                    if dr.hint(reparam, mode="scalar"):
-                        # The BSDF of the previous vertex along the reparameterized ray that
-                        # reached this one, times the warp's Jacobian determinant.
-                        f = prev_si.bsdf().eval(
-                            ctx, prev_si, prev_si.to_local(ray_att.d), active & (depth > 0)
-                        )
-                        ratio = det * dr.select(depth > 0, _relative(f), 1)
-                        Lo = Le + L_dir + L * ratio
-                        L = L - dr.detach(Le) - dr.detach(L_dir)
-                    else:
-                        f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
-                        ratio = _relative(f)
-                    if dr.hint(attached, mode="scalar"):
-                        L = L + Le + L_dir
-                        β = β * bsdf_weight * ratio
-                    elif dr.hint(not reparam, mode="scalar"):
-                        L = L - dr.detach(Le) - dr.detach(L_dir)
-                        Lo = Le + L_dir + L * ratio
-                    if dr.hint(replay, mode="scalar"):
-                        if dr.hint(has_vertex_term, mode="scalar"):
-                            Lo += self.vertex_term(scene, si, bsdf, β, depth, rng, active_next)
-                        if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
-                            dr.backward_from(δL * Lo)
+                # ---- Differentiate this vertex --------------------------------------------
+                if dr.hint(grad, mode="scalar"):
+                    with dr.resume_grad():
+                        if dr.hint(reparam, mode="scalar"):
+                            # The BSDF of the previous vertex along the reparameterized ray that
+                            # reached this one, times the warp's Jacobian determinant.
+                            f = prev_si.bsdf().eval(
+                                ctx, prev_si, prev_si.to_local(ray_att.d), active & (depth > 0)
+                            )
+                            ratio = det * dr.select(depth > 0, _relative(f), 1)
+                            Lo = Le + L_dir + L * ratio
+                            L = L - dr.detach(Le) - dr.detach(L_dir)
                         else:
-                            δL_fwd += dr.forward_to(Lo)
-            else:
-                L = L + Le + L_dir
+                            f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
+                            ratio = _relative(f)
+                        if dr.hint(attached, mode="scalar"):
+                            L = L + Le + L_dir
+                            β = β * bsdf_weight * ratio
+                        elif dr.hint(not reparam, mode="scalar"):
+                            L = L - dr.detach(Le) - dr.detach(L_dir)
+                            Lo = Le + L_dir + L * ratio
+                        if dr.hint(replay, mode="scalar"):
+                            if dr.hint(has_vertex_term, mode="scalar"):
+                                Lo += self.vertex_term(scene, si, bsdf, β, depth, rng, active_next)
+                            if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
+                                dr.backward_from(δL * Lo)
+                            else:
+                                δL_fwd += dr.forward_to(Lo)
+                else:
+                    L = L + Le + L_dir
 
-            # ---- Russian roulette and loop update ---------------------------------------
-            if dr.hint(not attached, mode="scalar"):
-                β *= bsdf_weight
-            η *= dr.detach(bs.eta)
-            β_max = dr.max(dr.detach(β))
-            rr_active = depth >= self.rr_depth
-            rr_prob = dr.minimum(β_max * dr.square(η), 0.95)
-            β[rr_active] *= dr.rcp(rr_prob)
-            rr_continue = sampler.next_1d() < rr_prob
-            active = active_next & (~rr_active | rr_continue) & (β_max != 0)
+                # ---- Russian roulette and loop update ---------------------------------------
+                if dr.hint(not attached, mode="scalar"):
+                    β *= bsdf_weight
+                η *= dr.detach(bs.eta)
+                β_max = dr.max(dr.detach(β))
+                rr_active = depth >= self.rr_depth
+                rr_prob = dr.minimum(β_max * dr.square(η), 0.95)
+                β[rr_active] *= dr.rcp(rr_prob)
+                rr_continue = sampler.next_1d() < rr_prob
+                active = active_next & (~rr_active | rr_continue) & (β_max != 0)
 
-            prev_si = type(prev_si)(dr.detach(si))
-            prev_bsdf_pdf = dr.detach(bs.pdf)
-            prev_bsdf_delta = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
-            depth += 1
+                prev_si = type(prev_si)(dr.detach(si))
+                prev_bsdf_pdf = dr.detach(bs.pdf)
+                prev_bsdf_delta = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
+                depth += 1
 
         if dr.hint(replay and mode == dr.ADMode.Forward, mode="scalar"):
             return δL_fwd, valid, [], L

@@ -6,6 +6,8 @@ import drjit as dr
 import mitsuba as mi
 
 from .base import RNGSampler, mis_weight
+from .camera import PinholeCamera
+from .camera import attached as camera_attached
 from .edges import MeshEdges, StaticEdges, moving_meshes
 from .prb import PRBIntegrator
 
@@ -63,11 +65,14 @@ class EdgeIntegrator(PRBIntegrator):
         self._moving: list[mi.Mesh] = []
         self._static: list[tuple[StaticEdges, mi.DiscreteDistribution]] = []
         self._static_cache: StaticEdges | None = None
+        self._camera = False
 
     # ---- Edge tables -----------------------------------------------------------------------
-    def prepare_edges(self, scene: mi.Scene) -> list[MeshEdges]:
+    def prepare_edges(self, scene: mi.Scene, camera: bool = False) -> list[MeshEdges]:
         """Edge tables of the moving meshes with their length-weighted distributions and,
-        for moving receivers, one table of all static edges (at their current positions)."""
+        for moving receivers, one table of all static edges (at their current positions).
+        ``camera``: the camera moves, so every camera hit is a moving receiver."""
+        self._camera = camera
         self._moving = moving_meshes(scene)
         tables = [self._table(mesh) for mesh in self._moving]
         static = [s for s in scene.shapes() if s.is_mesh() and s not in self._moving]
@@ -78,7 +83,7 @@ class EdgeIntegrator(PRBIntegrator):
                 if dr.sum(w)[0] > 0:
                     self._edges.append((t, mi.DiscreteDistribution(w)))
             self._static = []
-            if self.static_edges and tables and static:
+            if self.static_edges and (tables or camera) and static:
                 table = self._static_table(static)
                 w = table.geometry().weight()
                 if dr.sum(w)[0] > 0:
@@ -109,8 +114,11 @@ class EdgeIntegrator(PRBIntegrator):
         return moving
 
     # ---- Render passes: interior (+ secondary in the replay) + primary ----------------------
+    def _camera_moves(self, scene: mi.Scene, sensor) -> bool:
+        return camera_attached(scene.sensors()[sensor] if isinstance(sensor, int) else sensor)
+
     def render_forward(self, scene, params, sensor=0, seed=0, spp=0) -> mi.TensorXf:
-        self.prepare_edges(scene)
+        self.prepare_edges(scene, self._camera_moves(scene, sensor))
         grad = super().render_forward(scene, params, sensor, seed, spp)
         with dr.resume_grad():
             B = self.boundary(scene, sensor, seed, spp)
@@ -121,7 +129,7 @@ class EdgeIntegrator(PRBIntegrator):
         return grad
 
     def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0) -> None:
-        self.prepare_edges(scene)
+        self.prepare_edges(scene, self._camera_moves(scene, sensor))
         super().render_backward(scene, params, grad_in, sensor, seed, spp)
         with dr.resume_grad():
             B = self.boundary(scene, sensor, seed, spp)
@@ -131,7 +139,7 @@ class EdgeIntegrator(PRBIntegrator):
                 )
 
     def has_vertex_term(self) -> bool:
-        return self.secondary and bool(self._edges)
+        return self.secondary and bool(self._edges or (self._camera and self._static))
 
     def boundary(
         self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
@@ -144,10 +152,14 @@ class EdgeIntegrator(PRBIntegrator):
         self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
     ) -> mi.TensorXf | None:
         """Attached zero-valued image whose derivative is the primary boundary term."""
-        if not self.primary or not self._edges:
-            return None
         if isinstance(sensor, int):
             sensor = scene.sensors()[sensor]
+        tables = [t for t, _ in self._edges]
+        camera = PinholeCamera.of(sensor) if camera_attached(sensor) else None
+        if camera is not None:  # a moving camera moves every edge in the image
+            tables = [self._table(m) for m in scene.shapes() if m.is_mesh()]
+        if not self.primary or not tables:
+            return None
         film = sensor.film()
         W, H = film.crop_size()
         spp = self.edge_samples or spp or sensor.sampler().sample_count()
@@ -158,13 +170,15 @@ class EdgeIntegrator(PRBIntegrator):
         near = sensor.near_clip()
 
         def project(p):
+            if camera is not None:  # attached pose and fov
+                return camera.project(p)
             it = dr.zeros(mi.Interaction3f, dr.width(p))
             it.p = p
             ds, _ = sensor.sample_direction(it, mi.Point2f(0))
             return ds.uv, dr.dot(dr.detach(p) - c, forward) > near
 
         image = dr.zeros(mi.Float, W * H * 3)
-        for i, (table, _) in enumerate(self._edges):
+        for i, table in enumerate(tables):
             with dr.suspend_grad():
                 g = table.geometry()
                 a, front_a = project(g.v0)
@@ -204,7 +218,9 @@ class EdgeIntegrator(PRBIntegrator):
     # ---- Secondary visibility (called at every vertex of the replay) ------------------------
     def vertex_term(self, scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
         total = mi.Spectrum(0)
-        receiver = active & self.on_moving(si) if self._static else active
+        receiver = active
+        if self._static:  # static edges move relative to a moving receiver or camera hit
+            receiver = active & (self.on_moving(si) | (self._camera & (depth == 0)))
         for table, distr in self._edges + self._static:
             lanes = receiver if isinstance(table, StaticEdges) else active
             with dr.suspend_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import drjit as dr
@@ -113,6 +114,13 @@ class PSDRIntegrator(EdgeIntegrator):
         self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
     ) -> mi.TensorXf | None:
         """Attached zero-valued image whose derivative is the boundary term for ``K ≥ 1``."""
+        if self._camera:
+            warnings.warn(
+                "pathdiff_psdr: with a moving camera, boundaries seen directly in shadows "
+                "are missed (its K = 1 term does not move with the camera); use pathdiff_edge "
+                "for camera derivatives",
+                stacklevel=2,
+            )
         depth = self.path_depth()
         if depth < 1 or not self._edges:
             return None

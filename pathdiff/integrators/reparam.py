@@ -81,10 +81,10 @@ class ReparamIntegrator(EdgeIntegrator):
         self._warped: list[tuple[int, mi.Mesh]] = []
 
     # ---- Per-render tables -------------------------------------------------------------------
-    def prepare_edges(self, scene: mi.Scene) -> list[MeshEdges]:
+    def prepare_edges(self, scene: mi.Scene, camera: bool = False) -> list[MeshEdges]:
         """Primary edge tables (``pathdiff_edge``), the moving meshes and the per-face
         discontinuity tables of every mesh used by the boundary test ``B``."""
-        tables = super().prepare_edges(scene)
+        tables = super().prepare_edges(scene, camera)
         moving = {id(m) for m in moving_meshes(scene)}
         shapes = scene.shapes()
         self._warped = [(i, s) for i, s in enumerate(shapes) if id(s) in moving]

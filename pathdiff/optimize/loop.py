@@ -26,6 +26,7 @@ import mitsuba as mi
 import numpy as np
 
 from .. import runs
+from ..render import diff_render
 from ..targets import film_size, photo_response
 from ..variables import bind, param_error
 from .result import MAX_COLUMNS
@@ -78,7 +79,10 @@ def render_seed(p: Plan, it: int, view: int) -> int:
 def render_view(p: Plan, it: int, view: int, spp: int) -> mi.TensorXf:
     sensor = p.targets[view].sensor
     seed = render_seed(p, it, view)
-    return mi.render(p.scene, p.params, integrator=p.integ, sensor=sensor, spp=spp, seed=seed)
+    # latent values of ParamSpecs are inputs too: a camera's pose reaches the image only
+    # through the integrator (see pathdiff.render.diff_render)
+    extra = [v.latent for v in p.vars if v.kind == "spec"]
+    return diff_render(p.scene, p.params, p.integ, sensor, spp, seed, extra=extra)
 
 
 def keep_frame(p: Plan, it: int, view: int, img: mi.TensorXf) -> None:
