@@ -52,9 +52,9 @@ equivalent for (``guiding``, ``sppc``, ``sppi``) are dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import drjit as dr
 import mitsuba as mi

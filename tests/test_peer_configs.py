@@ -87,14 +87,8 @@ KNOWN_HIGH: dict[tuple[str, str], str] = {
 DEFAULT = (RES, SPP, 4, FD_SPP, 8)
 HIGH = (RES, 256, 8, 1024, 8)
 
-#: configurations whose boundary estimators take > ~5 s: ``psdr`` and ``reparam`` run slow
-HEAVY = {
-    "translate_glass_plane_lens",
-    "translate_shadow_receiver_area_light",
-    "translate_plane_and_area_emitter",
-    "translate_self_shadowing_right_angle",
-    "translate_textured_area_emitter",
-}
+#: configurations whose ``psdr``/``reparam`` runs take > ~5 s each: those run slow
+HEAVY = {"translate_glass_plane_lens", "translate_textured_area_emitter"}
 #: configurations whose verdict needs the high-spp settings (all estimators run slow)
 NEEDS_HIGH = {"translate_plane_under_textured_area_emitter", "translate_occluder_area_light"}
 
@@ -160,7 +154,7 @@ def test_resources_have_the_properties_the_configs_rely_on():
     P.write_resources()
     grad = np.array(P._gradient(), dtype=np.float64)
     border = np.concatenate([grad[:8].ravel(), grad[-8:].ravel(), grad[:, :8].ravel()])
-    assert border.max() == 0 and grad[8:-8, 8:-8].min() >= 0 and grad.max() == 255
+    assert border.max() == 0 and grad[8:-8, 8:-8].min() > 0  # black border, lit inside
     # the sphere is closed: every edge is shared by exactly two triangles
     faces = [
         [int(t.split("//")[0]) for t in ln.split()[1:]]
