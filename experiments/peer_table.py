@@ -6,7 +6,7 @@ agree with finite differences of the primal ``path`` integrator (noise-aware sta
 on the 15 interior-only configurations, the boundary estimators on all 24.
 
 Usage: PYTHONPATH=. python3 experiments/peer_table.py [--res 16] [--spp 32] [--fd-spp 256]
-       [--estimators prb,edge,psdr,reparam] [--only NAME,...]
+       [--seeds 4] [--estimators prb,edge,psdr,reparam] [--only NAME,...]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--res", type=int, default=16)
     ap.add_argument("--spp", type=int, default=32)
+    ap.add_argument("--seeds", type=int, default=4, help="AD seeds (FD: 8)")
     ap.add_argument("--fd-spp", type=int, default=256)
     ap.add_argument("--estimators", default="prb,edge,psdr,reparam")
     ap.add_argument("--only", default="")
@@ -44,14 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         for est in estimators:
             if est == "prb" and not cfg.interior_only:
                 continue
-            m = P.judge(cfg, est, P.ad_runs(cfg, est, a.res, spp=a.spp), fd)
+            m = P.judge(cfg, est, P.ad_runs(cfg, est, a.res, spp=a.spp, seeds=a.seeds), fd)
             tally[est][0] += m.passed
             tally[est][1] += 1
             if not m.passed:
                 failed[est].append(cfg.name)
             print(m.line(), flush=True)
         print(f"# {cfg.name}: {time.time() - t0:.1f} s", flush=True)
-    print(f"\nestimator  agree with FD (res {a.res}, {a.spp} spp x 4 seeds)   issue 13")
+    print(f"\nestimator  agree with FD (res {a.res}, {a.spp} spp x {a.seeds} seeds)   issue 13")
     for est, (ok, n) in tally.items():
         print(f"{est:9s}  {ok}/{n:<40d} {ISSUE.get(est, '-')}")
     for est, names in failed.items():
