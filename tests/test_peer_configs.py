@@ -33,10 +33,6 @@ GLASS = (
     "derivative 0 (AD/FD -0.00, |z| 12.8 > 6.9): the middle rough-glass plane moves along its "
     "normal; the motion a ray-attached vertex passes on to the later vertices is dropped"
 )
-PROJECTOR = (
-    "AD/FD 2.33 (|z| 1700): projector (delta emitter) over a moving receiver; the "
-    "inverse-square falloff is differentiated twice (emitter sample weight and geometry term)"
-)
 MOVING_EMITTER = (
     "AD/FD -0.97 (|z| 12.8): textured area emitter moving along z over a static plane; "
     "NEE samples on the moving emitter are not followed (moving emitters unsupported)"
@@ -54,7 +50,6 @@ REPARAM_MOVING_EMITTER = "AD/FD -7.0 (|z| 10.7): moving emitters are outside rep
 KNOWN: dict[tuple[str, str], str] = {
     **{("translate_glass_plane_lens", e): GLASS for e in INTERIOR},
     ("translate_glass_plane_lens", "reparam"): REPARAM_GLASS,
-    **{("translate_plane_under_projector", e): PROJECTOR for e in INTERIOR},
     **{("translate_textured_area_emitter_illuminating_plane", e): MOVING_EMITTER for e in INTERIOR},
     ("translate_textured_area_emitter_illuminating_plane", "reparam"): REPARAM_MOVING_EMITTER,
     **{("translate_disk_emitter_on_gray", e): DISK for e in ["edge", "psdr", "reparam"]},

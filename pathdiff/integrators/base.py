@@ -231,9 +231,10 @@ class PathLoopIntegrator(RBIntegrator):
         rng = RNGSampler.from_ray(ray) if has_vertex_term or reparam else RNGSampler()
 
         loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
-        # grad enabled at the loop entry when differentiating, so that an attached camera
-        # ray captured by the loop keeps its derivatives (sampling stays detached inside)
-        with dr.resume_grad(when=grad):
+        # an attached camera ray captured by the loop keeps its derivatives only if grad is
+        # enabled for it at the loop entry (only for it: anything else captured stays detached)
+        cam_vars = [] if ray_cam is None else [ray_cam.o, ray_cam.d]
+        with dr.resume_grad(*cam_vars, when=ray_cam is not None):
             while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
                 # ---- Intersection (ray-attached in the derivative passes) -------------------
                 with dr.resume_grad(when=grad):
