@@ -9,6 +9,7 @@ exits with code 2. Any other exception is a bug (exit code 4). ``InputError`` is
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -63,6 +64,19 @@ def _convert(value, kind: str):
     if out != out or out in (float("inf"), float("-inf")) or not test(out):  # NaN, inf
         raise ValueError(what)
     return out
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The content of a JSON file ``what`` (e.g. "example file"): one line if it is missing
+    or malformed."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{what} not found: {path}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(f"malformed JSON in {path}: {e}") from None
 
 
 def check(name: str, value, kind: str):

@@ -10,10 +10,9 @@ the command line is told apart from an absent flag).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-from pathdiff.inputs import InputError, MissingFileError, check
+from pathdiff.inputs import InputError, check, read_json
 from pathdiff.optimize.settings import example_keys
 
 SCENE_KEYS = {"res": "int>0", "max_depth": "depth"}
@@ -22,12 +21,7 @@ STRUCTURE = ("scene", "targets", "params", "init", "truth", "define", "integrato
 
 def read_example(path: str) -> dict:
     """The example file's content, checked for unknown keys."""
-    if not os.path.isfile(path):
-        raise MissingFileError(f"example file not found: {path}")
-    try:
-        spec = json.loads(open(path).read())
-    except json.JSONDecodeError as e:
-        raise InputError(f"malformed JSON in {path}: {e}") from None
+    spec = read_json(path, "example file")
     known = {*example_keys(), *SCENE_KEYS, *STRUCTURE, "description"}
     unknown = sorted(set(spec) - known) if isinstance(spec, dict) else ["(not an object)"]
     if unknown:

@@ -9,7 +9,6 @@ does all input I/O and validation and raises :class:`pathdiff.inputs.InputError`
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 import mitsuba as mi
 import numpy as np
 
-from ..inputs import InputError, MissingFileError, as_input_error
+from ..inputs import InputError, as_input_error, read_json
 from ..losses import get_loss
 from ..render import make_integrator
 from ..scene import ParamSpec, load_scene
@@ -122,12 +121,7 @@ def _moves_geometry(variables: list[Variable]) -> bool:
 def _load_truth(variables: list[Variable], truth, base: str) -> dict[str, np.ndarray]:
     if isinstance(truth, (str, os.PathLike)):
         path = os.path.join(base, truth)
-        if not os.path.isfile(path):
-            raise MissingFileError(f"truth file not found: {path}")
-        try:
-            truth = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"malformed JSON in {path}: {e}") from None
+        truth = read_json(path, "truth file")
         base = os.path.dirname(path)
     names = {v.name for v in variables}  # a truth file may list more than is optimized
     truth = {k: value for k, value in (truth or {}).items() if k in names}
