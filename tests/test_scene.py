@@ -113,6 +113,9 @@ def test_list_params(scene):
         f"{shape}.{motion}"
         for shape in ("box", "box2", "quad")
         for motion in [*(f"translate.{a}" for a in "xyz"), *(f"rotate.{a}" for a in "xyz"), "scale"]
+    ] + [
+        f"sensor.{motion}"  # the perspective sensor's pose and fov
+        for motion in [*(f"translate.{a}" for a in "xyz"), *(f"rotate.{a}" for a in "xyz"), "fov"]
     ]
 
 
