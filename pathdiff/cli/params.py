@@ -23,8 +23,15 @@ def run(args) -> int:
     for key, kind, size in rows:
         print(f"{key:{width}s}  {kind:10s} {size:8d}")
     rigid = rigid_specs(scene)
-    if rigid:
+    sensors = {s.id() for s in scene.sensors()}
+    meshes = [n for n in dict.fromkeys(s.split(".")[0] for s in rigid) if n not in sensors]
+    cameras = [n for n in dict.fromkeys(s.split(".")[0] for s in rigid) if n in sensors]
+    if meshes:
         print("\nrigid ParamSpecs (triangle meshes):")
-        for shape in dict.fromkeys(s.split(".")[0] for s in rigid):
+        for shape in meshes:
             print(f"  {shape}.translate.x|y|z  {shape}.rotate.x|y|z  {shape}.scale")
+    if cameras:
+        print("\ncamera ParamSpecs (perspective sensors; degrees for rotate and fov):")
+        for cam in cameras:
+            print(f"  {cam}.translate.x|y|z  {cam}.rotate.x|y|z  {cam}.fov")
     return 0
