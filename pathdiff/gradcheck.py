@@ -13,6 +13,7 @@ Default steps ``h`` per parameter kind:
 * materials, emitters, textures and any other key: ``1e-2 × max |value|`` over the
   parameter (``1e-2`` if it is all 0), so an albedo of 0.57 gets ``h = 0.0057`` and a
   radiance of 40 gets ``h = 0.4``;
+* cameras (``SENSOR.translate|rotate|fov``): 0.002 world units, 0.05 degrees, 0.05 degrees;
 * rigid motions (``SHAPE.translate|rotate|scale``): 0.01 world units, 0.5 degrees, 0.01,
   each reduced so that the mesh moves at most ``MAX_EDGE_MOTION_PX`` = 0.05 px on screen.
   The world motion per unit θ (1 for translation; the largest vertex distance r from the
@@ -46,6 +47,8 @@ DEFAULT_SPP = 64
 DEFAULT_FD_SPP = 256
 REL_STEP = 1e-2
 GEOMETRY_STEP = {"translate": 1e-2, "rotate": 0.5, "scale": 1e-2}
+#: camera ParamSpecs: world units, degrees, degrees of horizontal fov
+CAMERA_STEP = {"translate": 2e-3, "rotate": 0.05, "fov": 0.05}
 MAX_EDGE_MOTION_PX = 0.05
 #: absolute noise floor of the z-test, as a fraction of the RMS of the FD mean statistics
 FLOOR_FRACTION = 1e-3
@@ -188,6 +191,8 @@ def _pixel_footprint(scene: mi.Scene, point: np.ndarray) -> float:
 
 def default_step(scene: mi.Scene, spec: ParamSpec) -> float:
     """The finite-difference step ``h`` for ``spec`` (rules in the module docstring)."""
+    if spec.kind == "camera":  # every edge in the image moves: small steps
+        return CAMERA_STEP[re.search(r"\.(translate|rotate|fov)", spec.name).group(1)]
     m = re.search(r"\.(translate|rotate)\.[xyz]$|\.(scale)$", spec.name)
     positions = [k for k in spec.keys if k.endswith("vertex_positions")]
     if spec.kind == "geometry" and m and positions:
@@ -259,7 +264,7 @@ def _hint(r: GradcheckResult, integrator) -> str | None:
     if r.verdict == "PASS":
         return None
     name = integrator if isinstance(integrator, str) else type(integrator).__name__
-    if r.kind == "geometry" and name.lower() in INTERIOR_ONLY:
+    if r.kind in ("geometry", "camera") and name.lower() in INTERIOR_ONLY:
         return (
             f"{name} has no boundary (visibility) term, so moving geometry is missing its "
             "silhouette and shadow derivatives: try --integrator edge (or psdr, reparam)"
