@@ -75,3 +75,21 @@ def test_bench_keeps_an_earlier_run_and_checks_names(tmp_path, capsys):
     assert main(["bench", "--problems", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown problem(s) nope" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_real_camera_agrees_with_the_scene_motion(pd):
+    """The suite's camera problem: pathdiff's camera ParamSpec and the equivalent motion of
+    the whole scene (the stand-in for estimators that cannot move the camera) give the same
+    edge derivative on a scene lit only by meshes."""
+    from pathdiff.stats import compare
+
+    p = sp.problem("camera_translate")
+    scene = sp.load(p, 16)
+    real = sp.resolve(p, scene, estimator="edge")
+    shift = sp.resolve(p, scene, estimator="mitsuba:prb")
+    assert real.kind == "camera" and shift.kind == "geometry"
+    a = [pd.derivative(scene, real, "edge", spp=32, seed=s) for s in range(4)]
+    b = [pd.derivative(scene, shift, "edge", spp=32, seed=10 + s) for s in range(4)]
+    r = compare(a, b, tiles=2)
+    assert abs(r.b_mean[0]) > 4 * r.b_se[0]
+    assert r.passed, r.z

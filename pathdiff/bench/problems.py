@@ -35,6 +35,8 @@ REFERENCES = SUITE / "references"
 
 #: estimators that only compute the interior (continuous) term
 INTERIOR_ONLY = ("prb", "ad", "mitsuba:prb")
+#: estimators that cannot differentiate the camera: the suite moves the scene for them
+SHIFT = ("reparam", "psdr")
 #: Mitsuba's own integrators, run as reference columns
 MITSUBA = ("mitsuba:prb", "mitsuba:prb_projective")
 
@@ -168,7 +170,7 @@ PROBLEMS: list[Problem] = [
         name="camera_translate",
         scene="bundled/shadow/scene.xml",
         spec="sensor.translate.x",
-        covers="camera translation (as a motion of the whole scene)",
+        covers="camera translation (Mitsuba's estimators: as a motion of the whole scene)",
         h=0.005,
         target=0.1,
         visibility=True,
@@ -198,15 +200,22 @@ def load(p: Problem, res: int) -> mi.Scene:
     return pd.load_scene(p.scene_path, res=res)
 
 
-def resolve(p: Problem, scene: mi.Scene, fd: bool = False) -> ParamSpec:
-    """The ParamSpec of ``p``; ``fd=True`` gives the one the FD reference uses (for the
-    camera: the real camera motion instead of the equivalent scene motion)."""
+def resolve(
+    p: Problem, scene: mi.Scene, fd: bool = False, estimator: str | None = None
+) -> ParamSpec:
+    """The ParamSpec of ``p`` for ``estimator``; ``fd=True`` gives the one the FD reference
+    uses. The camera is pathdiff's camera ParamSpec (attached pose) for pathdiff's
+    estimators and FD; Mitsuba's own cannot differentiate a sensor, nor can ``reparam`` and
+    ``psdr`` yet (they warn), so they get the equivalent motion of the whole scene."""
     head, _, tail = p.spec.partition(".")
     if tail == "displace":
         return displace_spec(scene, head)
     if head == "sensor" and tail.startswith("translate."):
         axis = "xyz".index(tail[-1])
-        return camera_spec(scene, axis) if fd else scene_shift_spec(scene, axis, p.spec)
+        if fd:
+            return camera_spec(scene, axis)
+        if estimator is not None and (estimator.startswith("mitsuba:") or estimator in SHIFT):
+            return scene_shift_spec(scene, axis, p.spec)
     return pd.resolve_param(scene, p.spec)
 
 

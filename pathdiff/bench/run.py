@@ -157,7 +157,7 @@ def optimize(
 def run_pair(p: Problem, scene: mi.Scene, ref: dict, estimator: str, s: Settings) -> Result:
     """Measure ``estimator`` on ``p`` (see the module docstring); errors become ``n/a``."""
     note = caveat(p, estimator)
-    spec = resolve(p, scene)
+    spec = resolve(p, scene, estimator=estimator)
     try:
         images, times, peak = derivatives(scene, spec, estimator, s, p.opts)
         trace = optimize(p, scene, spec, ref["target_image"], estimator, s) if s.opt_iters else []

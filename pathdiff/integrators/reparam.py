@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import drjit as dr
 import mitsuba as mi
 import numpy as np
@@ -84,6 +86,12 @@ class ReparamIntegrator(EdgeIntegrator):
     def prepare_edges(self, scene: mi.Scene, camera: bool = False) -> list[MeshEdges]:
         """Primary edge tables (``pathdiff_edge``), the moving meshes and the per-face
         discontinuity tables of every mesh used by the boundary test ``B``."""
+        if camera:
+            warnings.warn(
+                "pathdiff_reparam: camera derivatives are not supported (its warp of the camera "
+                "rays ignores the camera's own motion; results are biased): use pathdiff_edge",
+                stacklevel=3,
+            )
         tables = super().prepare_edges(scene, camera)
         moving = {id(m) for m in moving_meshes(scene)}
         shapes = scene.shapes()
