@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 
 MIN_LLVM = 17
 FIX = "apt-get install libllvm19 (or set DRJIT_LIBLLVM_PATH to a libLLVM.so of version >= 17)"
@@ -75,9 +76,21 @@ def cuda_available() -> bool:
         return False
 
 
+def _user_variant() -> str | None:
+    """The differentiable variant the user already set before importing pathdiff, if any
+    (never switched behind their back); ``None`` if Mitsuba is not imported yet."""
+    mi = sys.modules.get("mitsuba")
+    try:
+        current = mi.variant() if mi is not None else None
+    except Exception:
+        return None
+    return current if current and "_ad_" in current else None
+
+
 def choose_variant(variant: str | None = None) -> str:
-    """Set and return the Mitsuba variant: argument, else ``PATHDIFF_VARIANT``, else auto."""
-    variant = variant or os.environ.get("PATHDIFF_VARIANT")
+    """Set and return the Mitsuba variant: argument, else ``PATHDIFF_VARIANT``, else one the
+    user already set (a differentiable one), else auto (CUDA if usable, else LLVM)."""
+    variant = variant or os.environ.get("PATHDIFF_VARIANT") or _user_variant()
     if variant is None:
         try:
             configure_llvm()

@@ -76,14 +76,21 @@ def face_viewer(
     return si, bend
 
 
-class RNGSampler:
+class _VariantStruct(type):
+    """Resolves ``DRJIT_STRUCT`` when Dr.Jit asks for it, so that it names the ``PCG32`` of
+    the variant active then (not the one active when this module was imported)."""
+
+    @property
+    def DRJIT_STRUCT(cls) -> dict:  # noqa: N802 (Dr.Jit's name)
+        return {"rng": mi.PCG32}
+
+
+class RNGSampler(metaclass=_VariantStruct):
     """A per-lane PCG32 behind the ``next_1d``/``next_2d`` sampler interface.
 
     Loop state of the replay for estimators that need random numbers the primal pass does
     not draw (boundary samples); copying it replays the same numbers.
     """
-
-    DRJIT_STRUCT = {"rng": mi.PCG32}
 
     def __init__(self, rng: mi.PCG32 | None = None):
         self.rng = rng if rng is not None else mi.PCG32()
