@@ -38,6 +38,7 @@ import drjit as dr
 import numpy as np
 
 import pathdiff as pd
+from pathdiff.backend import jit_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "out"
@@ -93,12 +94,12 @@ def measure(args) -> None:
     gc.collect()
     dr.flush_malloc_cache()
     dr.detail.malloc_clear_statistics()
-    in_use = dr.detail.malloc_watermark(dr.JitBackend.LLVM)
+    in_use = dr.detail.malloc_watermark(jit_backend())
     Path("/proc/self/clear_refs").write_text("5")
     rss = status_kib("VmRSS")
     grad(integrator, **opts)
     out = {
-        "dr": (dr.detail.malloc_watermark(dr.JitBackend.LLVM) - in_use) / MIB,
+        "dr": (dr.detail.malloc_watermark(jit_backend()) - in_use) / MIB,
         "rss": (status_kib("VmHWM") - rss) / 1024,
     }
     print(json.dumps(out))

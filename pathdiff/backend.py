@@ -107,3 +107,11 @@ def choose_variant(variant: str | None = None) -> str:
     if mi.variant() != variant:
         mi.set_variant(variant)
     return variant
+
+
+def jit_backend():
+    """The Dr.Jit backend of the active Mitsuba variant (for memory watermarks)."""
+    import drjit as dr
+    import mitsuba as mi
+
+    return dr.JitBackend.CUDA if mi.variant().startswith("cuda") else dr.JitBackend.LLVM

@@ -34,6 +34,7 @@ import mitsuba as mi
 import numpy as np
 
 import pathdiff as pd
+from pathdiff.backend import jit_backend
 from pathdiff.scene import ParamSpec
 from pathdiff.stats import mean_se, random_weights, summary, threshold
 
@@ -96,9 +97,9 @@ def peak_memory(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
     gc.collect()
     dr.flush_malloc_cache()
     dr.detail.malloc_clear_statistics()
-    in_use = dr.detail.malloc_watermark(dr.JitBackend.LLVM)
+    in_use = dr.detail.malloc_watermark(jit_backend())
     out = fn()
-    return out, (dr.detail.malloc_watermark(dr.JitBackend.LLVM) - in_use) / MIB
+    return out, (dr.detail.malloc_watermark(jit_backend()) - in_use) / MIB
 
 
 def derivatives(
