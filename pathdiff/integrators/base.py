@@ -183,6 +183,13 @@ class PathLoopIntegrator(RBIntegrator):
         """
         return None
 
+    @property
+    def plugin(self) -> str:
+        """The plugin name users write (``pathdiff_edge``...), for messages."""
+        from . import PLUGINS
+
+        return next((n for n, c in PLUGINS.items() if type(self) is c), type(self).__name__)
+
     def to_string(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
         return f"{type(self).__name__}[{opts}]"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import drjit as dr
 import mitsuba as mi
 
 from .base import RNGSampler, mis_weight
 from .camera import PinholeCamera
 from .camera import attached as camera_attached
-from .edges import MeshEdges, StaticEdges, moving_meshes
+from .edges import MeshEdges, StaticEdges, moving_analytic_shapes, moving_meshes
 from .prb import PRBIntegrator
 
 #: offset (pixels) of the two primary rays on either side of an edge point
@@ -74,6 +76,13 @@ class EdgeIntegrator(PRBIntegrator):
         ``camera``: the camera moves, so every camera hit is a moving receiver."""
         self._camera = camera
         self._moving = moving_meshes(scene)
+        for shape in moving_analytic_shapes(scene):
+            warnings.warn(
+                f"{self.plugin}: shape {shape.id() or shape.class_name()!r} "
+                f"({shape.class_name()}) moves, but analytic shapes have no boundary term here: "
+                "its silhouette and shadow derivatives are missing (use a triangle mesh)",
+                stacklevel=3,
+            )
         tables = [self._table(mesh) for mesh in self._moving]
         static = [s for s in scene.shapes() if s.is_mesh() and s not in self._moving]
         with dr.suspend_grad():

@@ -207,3 +207,17 @@ def moving_meshes(scene: mi.Scene) -> list[mi.Mesh]:
     return [
         s for s in scene.shapes() if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())
     ]
+
+
+def moving_analytic_shapes(scene: mi.Scene) -> list[mi.Shape]:
+    """Non-mesh shapes (``disk``, ``sphere``, ``cylinder``, ...) with a parameter that
+    currently carries derivatives: they move, but have no edges to sample."""
+    out = []
+    with dr.resume_grad():
+        for s in scene.shapes():
+            if s.is_mesh():
+                continue
+            params = mi.traverse(s)
+            if any(dr.grad_enabled(params[k]) for k in params.keys()):
+                out.append(s)
+    return out

@@ -1,0 +1,33 @@
+"""Documented limits that a scene hits are said at run time (one warning line naming the
+shape or estimator), never a silent zero."""
+
+from __future__ import annotations
+
+import peer_configs as P
+import pytest
+from test_delta_lights import _scene
+
+
+def test_moving_analytic_shape_is_named(pd):
+    cfg = P.BY_NAME["translate_disk_emitter_on_gray"]  # a `disk` moved through its to_world
+    scene, spec = cfg.load(16)
+    for integrator in ("edge", "psdr", "reparam"):
+        with pytest.warns(UserWarning, match=r"pathdiff_\w+: shape 'disk' \(Disk\) moves"):
+            pd.derivative(scene, spec, integrator, spp=2, max_depth=cfg.max_depth)
+
+
+@pytest.mark.parametrize("integrator", ["psdr", "reparam"])
+def test_moving_camera_limits(pd, tmp_path, integrator):
+    scene = _scene(tmp_path, "point")
+    with pytest.warns(UserWarning, match=f"pathdiff_{integrator}: .*camera"):
+        pd.derivative(scene, "sensor.rotate.x", integrator, spp=2)
+
+
+def test_no_warning_where_nothing_is_missing(pd, tmp_path):
+    import warnings
+
+    scene = _scene(tmp_path, "point")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pd.derivative(scene, "sensor.rotate.x", "edge", spp=2)
+        pd.derivative(scene, "floor.translate.y", "edge", spp=2)
