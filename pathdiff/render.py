@@ -10,6 +10,7 @@ import mitsuba as mi
 import numpy as np
 
 from .integrators import PLUGINS, plugin_name
+from .integrators.base import UNBOUNDED_DEPTH
 from .losses import get_loss
 from .scene import ParamSpec, bind_specs, resolve_param
 
@@ -32,7 +33,7 @@ def scene_integrator_options(scene: mi.Scene) -> dict:
         if m:
             v = m.group(1)
             opts[key] = v == "true" if v in ("true", "false") else int(v)
-    if opts.get("max_depth") == 0xFFFFFFFF:
+    if opts.get("max_depth") == UNBOUNDED_DEPTH:
         opts["max_depth"] = -1
     return opts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mitsuba.ad.integrators.common import ADIntegrator
 
-from .base import PathLoopIntegrator
+from .base import UNBOUNDED_DEPTH, PathLoopIntegrator
 
 
 class ADPathIntegrator(PathLoopIntegrator):
@@ -23,5 +23,5 @@ class ADPathIntegrator(PathLoopIntegrator):
 
     def __init__(self, props):
         super().__init__(props)
-        if self.max_depth == 0xFFFFFFFF:
+        if self.max_depth == UNBOUNDED_DEPTH:
             raise ValueError("pathdiff_ad needs a finite max_depth (its memory grows with depth)")

@@ -43,6 +43,8 @@ def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
     return dr.detach(dr.select(total > 0, pdf_a / total, 0))
 
 
+#: ``max_depth = -1`` (unbounded) as Mitsuba stores it (a uint32)
+UNBOUNDED_DEPTH = 0xFFFFFFFF
 #: smallest |cos| between the bent shading normal and the viewing direction
 BEND_EPS = 1e-3
 

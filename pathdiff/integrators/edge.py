@@ -258,8 +258,8 @@ class EdgeIntegrator(PRBIntegrator):
 
         NEE holds its sample fixed on the emitter (area measure) and gets MIS weight
         ``w_em``. When the vertex ``p`` moves by ``ṗ``, a boundary through an edge at
-        distance ``r_e`` moves on the sphere of directions at ``n̂·ṗ / r_e``, but across a
-        fixed emitter point at distance ``r_L`` only at ``n̂·ṗ (1/r_e − 1/r_L)``: NEE's share
+        distance ``r_e`` moves on the sphere of directions at ``n_hat·ṗ / r_e``, but across a
+        fixed emitter point at distance ``r_L`` only at ``n_hat·ṗ (1/r_e − 1/r_L)``: NEE's share
         of the jump ``Le`` is therefore counted with the factor ``1 − r_e/r_L`` for the part
         of the velocity due to ``ṗ``. On an emitter's own outline ``r_L = r_e`` (only the
         BSDF-sampled share jumps); an infinite emitter has ``r_L = ∞`` (no correction)."""
@@ -287,12 +287,12 @@ class EdgeIntegrator(PRBIntegrator):
         m_len = dr.norm(m)
         own = table.adjacent(idx, si, active)
         ok = active & g.candidate(p) & ~own & (m_len > 0) & (pmf > 0)
-        n̂ = m / m_len
+        n_hat = m / m_len
         budget = mi.UInt32(self.max_depth) - depth - 1
         L, S = [], []
         for sign, r in ((1, rng.copy()), (-1, rng)):
-            ray = si.spawn_ray(ω)  # aim at y ± δ n̂: the origin's offset must not cancel δ
-            ray.d = dr.normalize(y + sign * EPS_ANGLE * dist * n̂ - ray.o)
+            ray = si.spawn_ray(ω)  # aim at y ± δ n_hat: the origin's offset must not cancel δ
+            ray.d = dr.normalize(y + sign * EPS_ANGLE * dist * n_hat - ray.o)
             Li, _, _, _ = self.sample(
                 dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import drjit as dr
 import mitsuba as mi
 
-from .base import RNGSampler, face_viewer
+from .base import UNBOUNDED_DEPTH, RNGSampler, face_viewer
 from .edge import EPS_ANGLE, EdgeIntegrator
 from .edges import MeshEdges, StaticEdges
 
@@ -16,7 +16,6 @@ from .edges import MeshEdges, StaticEdges
 EMITTER_FRACTION = 0.5
 #: stream (PCG32 ``initseq``) of the boundary-segment samples, apart from the primary edges'
 STREAM = 0x9E3779B97F4A7C15
-UNBOUNDED = 0xFFFFFFFF
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Segment:
     idx: mi.UInt32  # edge index
     pmf: mi.Float  # probability of the edge
     ω: mi.Vector3f  # from x_K through y
-    n̂: mi.Vector3f  # unit normal of the plane (x_K, edge): the "+" side
+    n_hat: mi.Vector3f  # unit normal of the plane (x_K, edge): the "+" side
     si: mi.SurfaceInteraction3f  # x_K, with wi = ω
     y: mi.Interaction3f
     uniform: mi.Bool  # ω came from the uniform-sphere strategy
@@ -81,13 +80,13 @@ class PSDRIntegrator(EdgeIntegrator):
     def __init__(self, props: mi.Properties):
         super().__init__(props)
         self.boundary_depth = props.get("boundary_depth", 4)
-        if self.boundary_depth < 0 and self.max_depth == UNBOUNDED:
+        if self.boundary_depth < 0 and self.max_depth == UNBOUNDED_DEPTH:
             raise ValueError("boundary_depth=-1 needs a finite max_depth")
         self.options.update(boundary_depth=self.boundary_depth)
 
     def path_depth(self) -> int:
         """Largest boundary depth ``K`` sampled in path space."""
-        if self.max_depth == UNBOUNDED:
+        if self.max_depth == UNBOUNDED_DEPTH:
             return self.boundary_depth
         last = self.max_depth - 1
         return last if self.boundary_depth < 0 else min(self.boundary_depth, last)
@@ -209,14 +208,14 @@ class PSDRIntegrator(EdgeIntegrator):
         return Segment(idx, pmf, ω, m / m_len, si, y, uniform, ok)
 
     def _rays(self, seg: Segment) -> list[mi.Ray3f]:
-        """The rays from ``x_K`` through ``y ± δ n̂`` (``δ = ε |y − x_K|``): just on the "+"
+        """The rays from ``x_K`` through ``y ± δ n_hat`` (``δ = ε |y − x_K|``): just on the "+"
         and the "−" side of the edge. Aiming at points, not directions, keeps the ray
         origin's offset off the surface from cancelling ``δ``."""
         δ = EPS_ANGLE * dr.norm(seg.y.p - seg.si.p)
         rays = []
         for s in (1, -1):
             ray = seg.si.spawn_ray(seg.ω)
-            ray.d = dr.normalize(seg.y.p + s * δ * seg.n̂ - ray.o)
+            ray.d = dr.normalize(seg.y.p + s * δ * seg.n_hat - ray.o)
             rays.append(ray)
         return rays
 
@@ -253,7 +252,7 @@ class PSDRIntegrator(EdgeIntegrator):
     ) -> tuple[mi.Spectrum, mi.Spectrum]:
         """``(L⁺ − L⁻)/p(ω)`` for boundary depth ``K``, with the one-sample MIS weights, and
         the same for the NEE shares of the first-hit emission."""
-        budget = self.max_depth if self.max_depth == UNBOUNDED else self.max_depth - K
+        budget = self.max_depth if self.max_depth == UNBOUNDED_DEPTH else self.max_depth - K
         p_uniform = (1 - EMITTER_FRACTION) * dr.inv_four_pi
         total, total_nee = mi.Spectrum(0), mi.Spectrum(0)
         for sign, ray, Le_s, pdf_s, S in zip((1, -1), self._rays(seg), Le, pdf_e, shares):

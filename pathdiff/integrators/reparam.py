@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import RNGSampler
 from .edge import EdgeIntegrator
-from .edges import MeshEdges, _merge_vertices, moving_meshes
+from .edges import NONE, MeshEdges, _merge_vertices, moving_meshes
 
 #: exponent γ of the harmonic kernel ``(D + B)^−γ``
 GAMMA = 3.0
@@ -96,7 +96,7 @@ class ReparamIntegrator(EdgeIntegrator):
         moving = {id(m) for m in moving_meshes(scene)}
         shapes = scene.shapes()
         self._warped = [(i, s) for i, s in enumerate(shapes) if id(s) in moving]
-        offset = np.full(len(shapes), 0xFFFFFFFF, dtype=np.uint32)
+        offset = np.full(len(shapes), NONE, dtype=np.uint32)
         # start with one placeholder face (never gathered) so that no table is empty
         flags, corners, neighbours = (
             [np.zeros(1, np.uint32)],
@@ -213,7 +213,7 @@ class ReparamIntegrator(EdgeIntegrator):
         """Boundary test ``B = min(1, φ/φ0)``: ``φ`` is the angle, seen from ``o``, between the
         hit and the nearest discontinuity edge of its triangle; 1 on misses."""
         offset = dr.gather(mi.UInt32, self._offset, pi.shape_index, pi.is_valid())
-        mesh = pi.is_valid() & (offset != 0xFFFFFFFF)
+        mesh = pi.is_valid() & (offset != NONE)
         face = offset + pi.prim_index
         flags = dr.gather(mi.UInt32, self._flags, face, mesh)
         corner = [dr.gather(mi.Point3f, self._corner, 3 * face + k, mesh) - o for k in range(3)]
