@@ -32,7 +32,9 @@ class EdgeGeometry:
     v1: mi.Point3f
     nA: mi.Vector3f
     nB: mi.Vector3f
-    boundary: mi.Bool
+    #: a candidate from every viewpoint: an open (one-face) edge, or (static tables, where
+    #: ``smooth`` is set) an open edge or a crease
+    always: mi.Bool
     smooth: bool
 
     @property
@@ -41,20 +43,20 @@ class EdgeGeometry:
         if self.smooth:
             return mi.Bool(False)
         nA, nB = dr.detach(self.nA), dr.detach(self.nB)
-        return ~self.boundary & (dr.dot(nA, nB) < (1 - 1e-6) * dr.norm(nA) * dr.norm(nB))
+        return ~self.always & (dr.dot(nA, nB) < (1 - 1e-6) * dr.norm(nA) * dr.norm(nB))
 
     def weight(self) -> mi.Float:
         """Edge length where the edge can ever be a discontinuity (0 on coplanar edges)."""
         nA, nB = dr.detach(self.nA), dr.detach(self.nB)
         bent = dr.dot(nA, nB) < (1 - 1e-6) * dr.norm(nA) * dr.norm(nB)
-        return dr.select(self.boundary | bent, dr.norm(dr.detach(self.v1 - self.v0)), 0)
+        return dr.select(self.always | bent, dr.norm(dr.detach(self.v1 - self.v0)), 0)
 
     def candidate(self, p: mi.Point3f) -> mi.Bool:
         """Edges that can carry a discontinuity as seen from ``p``."""
         d = dr.detach(p - self.v0)
         sA = dr.dot(dr.detach(self.nA), d) > 0
         sB = dr.dot(dr.detach(self.nB), d) > 0
-        return self.boundary | self.crease | (sA != sB)
+        return self.always | self.crease | (sA != sB)
 
 
 def gather_edges(
@@ -81,7 +83,7 @@ def gather_edges(
         v1=vertex(table.v1, idx),
         nA=normal(table.fa),
         nB=normal(table.fb),
-        boundary=dr.gather(mi.Bool, flags, idx, active),
+        always=dr.gather(mi.Bool, flags, idx, active),
         smooth=smooth,
     )
 
@@ -104,7 +106,7 @@ class MeshEdges:
         self.fb = mi.UInt32(F[np.where(boundary, fa, fb)].ravel())
         self.face_a = mi.UInt32(fa)
         self.face_b = mi.UInt32(np.where(boundary, NONE, fb))
-        self.boundary = mi.Bool(boundary)
+        self.open_edge = mi.Bool(boundary)  # one adjacent face
         self.smooth = mesh.has_vertex_normals()
 
     def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
@@ -112,7 +114,7 @@ class MeshEdges:
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
         return gather_edges(
-            self.mesh.vertex_positions_buffer(), self, self.boundary, self.smooth, idx, active
+            self.mesh.vertex_positions_buffer(), self, self.open_edge, self.smooth, idx, active
         )
 
     def adjacent(
@@ -155,11 +157,11 @@ class StaticEdges:
         with dr.suspend_grad():
             self.positions = dr.concat([t.mesh.vertex_positions_buffer() for t in self.tables])
             geometry = [t.geometry() for t in self.tables]
-            self.always = dr.concat([g.boundary | g.crease for g in geometry])
+            self.always = dr.concat([g.always | g.crease for g in geometry])
 
     def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
-        """Geometry of the edges ``idx``; boundary edges and creases are flagged as
-        ``boundary`` (both are candidates from everywhere)."""
+        """Geometry of the edges ``idx``; open edges and creases are flagged ``always``
+        (both are candidates from everywhere)."""
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
         return gather_edges(self.positions, self, self.always, True, idx, active)
