@@ -54,6 +54,8 @@ class EdgeIntegrator(PRBIntegrator):
         self.primary = props.get("primary", True)
         self.secondary = props.get("secondary", True)
         self.static_edges = props.get("static_edges", True)
+        # "legacy": creases from has_vertex_normals() only (negative control for the tests)
+        self.crease_rule = props.get("crease_rule", "")
         self.options.update(
             edge_samples=self.edge_samples,
             primary=self.primary,
@@ -92,7 +94,7 @@ class EdgeIntegrator(PRBIntegrator):
 
     def _table(self, mesh: mi.Mesh) -> MeshEdges:
         if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
-            self._tables[id(mesh)] = MeshEdges(mesh)
+            self._tables[id(mesh)] = MeshEdges(mesh, self.crease_rule)
         return self._tables[id(mesh)]
 
     def _static_table(self, meshes: list[mi.Mesh]) -> StaticEdges:
