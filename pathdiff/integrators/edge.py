@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import drjit as dr
 import mitsuba as mi
 
@@ -164,6 +166,7 @@ class EdgeIntegrator(PRBIntegrator):
             return None
         film = sensor.film()
         W, H = film.crop_size()
+        _warn_film(film)
         spp = self.edge_samples or spp or sensor.sampler().sample_count()
         N = W * H * spp
         to_world = sensor.world_transform()
@@ -296,3 +299,20 @@ class EdgeIntegrator(PRBIntegrator):
         dω_dt = dr.norm(e - ω * dr.dot(ω, e)) / dist
         w = β * f * dω_dt / (pmf * m_len)
         return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok
+
+
+def _warn_film(film: mi.Film) -> None:
+    """One warning line for the film features the primary term does not handle (issue 14.3):
+    each boundary sample is splatted into the one pixel it falls in (a box filter) of the
+    full film."""
+    if film.rfilter().radius() > 0.5 + 1e-6:
+        name = str(film.rfilter()).split("[")[0]
+        warnings.warn(
+            f"pathdiff: the primary boundary term splats into one pixel (a box filter); the "
+            f'film\'s {name} is not applied (use <rfilter type="box"/>)',
+            stacklevel=3,
+        )
+    if list(film.crop_offset()) != [0, 0] or list(film.crop_size()) != list(film.size()):
+        warnings.warn(
+            "pathdiff: the primary boundary term ignores the film's crop window", stacklevel=3
+        )
