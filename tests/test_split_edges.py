@@ -28,22 +28,28 @@ SENSOR = """
 
 
 def _scene_file(tmp_path, body: str, res: int = 20, fov: float = 40, origin: str = "2.2, 1.8, 3",
-                rfilter: str = '<rfilter type="box"/>') -> str:  # fmt: skip
+                rfilter: str = '<rfilter type="box"/>', sun: bool = True) -> str:  # fmt: skip
+    """A scene around ``body``: a sun (directional light) and a dim sky, or (``sun=False``)
+    a bright sky only."""
+    sky = 0.2 if sun else 1.0
+    sun = SUN if sun else ""
     xml = f"""<scene version="3.0.0">
     <default name="res" value="{res}"/>
     <integrator type="pathdiff_path"><integer name="max_depth" value="2"/></integrator>
     {SENSOR.format(fov=fov, origin=origin, rfilter=rfilter)}
-    <emitter type="directional">
-        <vector name="direction" value="-0.5, -1, -0.3"/>
-        <rgb name="irradiance" value="3"/>
-    </emitter>
-    <emitter type="constant"><rgb name="radiance" value="0.2"/></emitter>
+    {sun}
+    <emitter type="constant"><rgb name="radiance" value="{sky}"/></emitter>
     {body}
 </scene>"""
     path = tmp_path / "scene.xml"
     path.write_text(xml)
     return str(path)
 
+
+SUN = """<emitter type="directional">
+        <vector name="direction" value="-0.5, -1, -0.3"/>
+        <rgb name="irradiance" value="3"/>
+    </emitter>"""
 
 CUBE = """<shape type="cube" id="cube">
         <transform name="to_world"><scale value="0.7"/></transform>
@@ -68,9 +74,9 @@ def _uv_sphere_obj(path, n_lon: int = 16, n_lat: int = 8) -> str:
         for j in range(n_lon):
             a, b, c, d = k(i, j), k(i, j + 1), k(i + 1, j + 1), k(i + 1, j)
             if i > 0:
-                f.append((a, c, b))
+                f.append((a, b, c))
             if i < n_lat - 1:
-                f.append((a, d, c))
+                f.append((a, c, d))
     _write_obj(path, v, vt, vn, [[(x, x, x) for x in t] for t in f])
     return str(path)
 
@@ -139,7 +145,8 @@ def _sphere(tmp_path) -> str:
             '<transform name="to_world"><rotate y="1" angle="-60"/>'
             '<scale value="0.8"/></transform>',
         ),
-    )
+        sun=False,  # a sun's self-shadow terminator on the smooth sphere is a delta-light
+    )  # shadow boundary (issue 14.2), not this test's subject
 
 
 def _blender(tmp_path) -> str:
@@ -166,6 +173,7 @@ def _fd_compare(pd, scene, spec: str, integrator: str, h: float, **opts):
 SPLIT_CASES = [
     ("cube", "cube.rotate.y", 1.0),
     ("cube", "cube.translate.x", 0.02),
+    ("sphere", "obj.rotate.y", 1.0),
     ("blender", "obj.rotate.y", 1.0),
 ]
 
@@ -189,10 +197,46 @@ def test_legacy_crease_rule_fails(pd, tmp_path, case, spec, h):
     assert not r.passed
 
 
-def test_gaussian_film_warns(pd, tmp_path):
-    """Issue 14.3 (not implemented): a non-box reconstruction filter is named in one warning
-    line instead of being silently treated as a box."""
-    path = _scene_file(tmp_path, CUBE, res=8, rfilter='<rfilter type="gaussian"/>')
+def _gaussian_cube(tmp_path, sample_border: bool = True):
+    path = _scene_file(tmp_path, CUBE, rfilter='<rfilter type="gaussian"/>')
+    if not sample_border:
+        text = open(path).read()
+        open(path, "w").write(
+            text.replace('sample_border" value="true', 'sample_border" value="false')
+        )
+    return path
+
+
+@pytest.mark.parametrize("sample_border", [True, False])
+def test_gaussian_film_matches_fd(pd, tmp_path, sample_border):
+    """Issue 14.3: primary boundary samples splatted through a Gaussian reconstruction filter
+    (the hdrfilm default), with and without ``sample_border``."""
+    scene = pd.load_scene(_gaussian_cube(tmp_path, sample_border), res=20)
+    r = _fd_compare(pd, scene, "cube.translate.x", "pathdiff_edge", 0.02)
+    assert (np.abs(r.b_mean) > 4 * r.b_se)[1:].any(), "FD is not significant"
+    assert r.passed, f"z = {r.z.round(1)}, threshold {r.threshold:.2f}"
+
+
+def test_gaussian_film_pixel_splat_fails(pd, tmp_path):
+    """Negative control: the old one-pixel splat under a Gaussian film fails."""
+    scene = pd.load_scene(_gaussian_cube(tmp_path), res=20)
+    r = _fd_compare(pd, scene, "cube.translate.x", "pathdiff_edge", 0.02, pixel_splat=True)
+    assert not r.passed
+
+
+def test_crop_window_warns(pd, tmp_path):
+    """A crop window is a documented limit of the primary term: one warning line."""
+    path = _scene_file(tmp_path, CUBE, res=8)
+    text = (
+        open(path)
+        .read()
+        .replace(
+            '<boolean name="sample_border"',
+            '<integer name="crop_width" value="4"/><integer name="crop_height" value="4"/>'
+            '<boolean name="sample_border"',
+        )
+    )
+    open(path, "w").write(text)
     scene = pd.load_scene(path)
-    with pytest.warns(UserWarning, match="GaussianFilter is not applied"):
+    with pytest.warns(UserWarning, match="crop window"):
         pd.derivative(scene, "cube.rotate.y", "pathdiff_edge", spp=1)

@@ -6,6 +6,7 @@ import warnings
 
 import drjit as dr
 import mitsuba as mi
+import numpy as np
 
 from .base import RNGSampler, mis_weight
 from .camera import PinholeCamera
@@ -58,6 +59,9 @@ class EdgeIntegrator(PRBIntegrator):
         self.static_edges = props.get("static_edges", True)
         # "legacy": creases from has_vertex_normals() only (negative control for the tests)
         self.crease_rule = props.get("crease_rule", "")
+        # true: splat primary samples into one pixel whatever the film's filter (the old
+        # behaviour, a negative control for the tests)
+        self.pixel_splat = props.get("pixel_splat", False)
         self.options.update(
             edge_samples=self.edge_samples,
             primary=self.primary,
@@ -167,6 +171,8 @@ class EdgeIntegrator(PRBIntegrator):
         film = sensor.film()
         W, H = film.crop_size()
         _warn_film(film)
+        box = self.pixel_splat or film.rfilter().radius() <= 0.5 + 1e-6
+        border = 0 if box or not film.sample_border() else int(film.rfilter().border_size())
         spp = self.edge_samples or spp or sensor.sampler().sample_count()
         N = W * H * spp
         to_world = sensor.world_transform()
@@ -198,18 +204,64 @@ class EdgeIntegrator(PRBIntegrator):
                 x = dr.lerp(a, b, t)
                 length = dr.norm(b - a)
                 n = mi.Vector2f(a.y - b.y, b.x - a.x) / length
-                inside = (x.x >= 0) & (x.y >= 0) & (x.x < W) & (x.y < H) & (pmf > 0)
+                lo, hi = -border, mi.ScalarPoint2f(W + border, H + border)
+                inside = (x.x >= lo) & (x.y >= lo) & (x.x < hi.x) & (x.y < hi.y) & (pmf > 0)
                 L_plus = self.camera_radiance(scene, sensor, x + EPS_PIXEL * n, rng.copy(), inside)
                 L_minus = self.camera_radiance(scene, sensor, x - EPS_PIXEL * n, rng, inside)
                 weight = (L_minus - L_plus) * length / (pmf * N)
             g = table.geometry(idx)
             x_att = dr.lerp(project(g.v0)[0], project(g.v1)[0], t)
             Vn = dr.dot(n, x_att - dr.detach(x_att))
-            pixel = mi.UInt32(dr.floor(x.y)) * W + mi.UInt32(dr.floor(x.x))
             value = weight * Vn
-            for ch in range(3):
-                dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, inside)
+            if box:
+                pixel = mi.UInt32(dr.floor(x.y)) * W + mi.UInt32(dr.floor(x.x))
+                for ch in range(3):
+                    dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, inside)
+            else:
+                self._splat_filtered(film, image, x, value, inside, border)
         return mi.TensorXf(image, shape=(H, W, 3))
+
+    def _splat_filtered(self, film, image, x, value, active, border) -> None:
+        """Splat ``value`` at film position ``x`` through the film's reconstruction filter
+        ``f``: pixel ``c`` receives ``f(c − x) / ∫_D f(c − x') dx'``, the weight the film's
+        normalized splatting gives a sample there (``D``: the sampled film area, enlarged
+        by the filter's border with ``sample_border``)."""
+        W, H = film.crop_size()
+        rfilter = film.rfilter()
+        R = int(np.ceil(rfilter.radius() + 0.5))
+        norm_x, norm_y = self._filter_norms(film, border)
+        base = mi.Point2i(dr.floor(x))
+        for dy in range(-R, R + 1):
+            py = base.y + dy
+            in_y = (py >= 0) & (py < H)
+            fy = rfilter.eval(mi.Float(py) + 0.5 - x.y)
+            fy *= dr.gather(mi.Float, norm_y, mi.UInt32(py), in_y)
+            for dx in range(-R, R + 1):
+                px = base.x + dx
+                ok = active & (px >= 0) & (px < W) & in_y
+                w = fy * rfilter.eval(mi.Float(px) + 0.5 - x.x)
+                w *= dr.gather(mi.Float, norm_x, mi.UInt32(px), ok)
+                pixel = mi.UInt32(py * W + px)
+                for ch in range(3):
+                    dr.scatter_reduce(dr.ReduceOp.Add, image, w * value[ch], 3 * pixel + ch, ok)
+
+    def _filter_norms(self, film, border: int) -> tuple[mi.Float, mi.Float]:
+        """``1 / ∫_D f(c − x) dx`` per pixel column and row (cached per film)."""
+        key = (id(film), tuple(film.crop_size()), border, str(film.rfilter()))
+        if getattr(self, "_norm_key", None) != key:
+            r = film.rfilter().radius()
+            t = (np.arange(4096) + 0.5) / 4096 * 2 * r - r  # offsets c − x in (−r, r)
+            f = np.array(film.rfilter().eval(mi.Float(t)), dtype=np.float64) * (2 * r / 4096)
+            norms = []
+            for n in film.crop_size():
+                c = np.arange(n) + 0.5
+                xs = c[:, None] - t[None, :]
+                inside = (xs >= -border) & (xs < n + border)
+                norms.append(
+                    mi.Float((1 / np.maximum((f * inside).sum(1), 1e-12)).astype(np.float32))
+                )
+            self._norm_key, self._norms = key, tuple(norms)
+        return self._norms
 
     def camera_radiance(
         self, scene: mi.Scene, sensor: mi.Sensor, x: mi.Point2f, rng: RNGSampler, active: mi.Bool
@@ -302,16 +354,8 @@ class EdgeIntegrator(PRBIntegrator):
 
 
 def _warn_film(film: mi.Film) -> None:
-    """One warning line for the film features the primary term does not handle (issue 14.3):
-    each boundary sample is splatted into the one pixel it falls in (a box filter) of the
-    full film."""
-    if film.rfilter().radius() > 0.5 + 1e-6:
-        name = str(film.rfilter()).split("[")[0]
-        warnings.warn(
-            f"pathdiff: the primary boundary term splats into one pixel (a box filter); the "
-            f'film\'s {name} is not applied (use <rfilter type="box"/>)',
-            stacklevel=3,
-        )
+    """One warning line for the film features the primary term does not handle: a crop
+    window (boundary samples are placed on the full film)."""
     if list(film.crop_offset()) != [0, 0] or list(film.crop_size()) != list(film.size()):
         warnings.warn(
             "pathdiff: the primary boundary term ignores the film's crop window", stacklevel=3
