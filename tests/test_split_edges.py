@@ -207,12 +207,19 @@ def _gaussian_cube(tmp_path, sample_border: bool = True):
     return path
 
 
-@pytest.mark.parametrize("sample_border", [True, False])
-def test_gaussian_film_matches_fd(pd, tmp_path, sample_border):
+@pytest.mark.parametrize(
+    "integrator,sample_border",
+    [
+        ("pathdiff_edge", True),
+        ("pathdiff_edge", False),
+        pytest.param("pathdiff_psdr", True, marks=pytest.mark.slow),
+    ],
+)
+def test_gaussian_film_matches_fd(pd, tmp_path, integrator, sample_border):
     """Issue 14.3: primary boundary samples splatted through a Gaussian reconstruction filter
     (the hdrfilm default), with and without ``sample_border``."""
     scene = pd.load_scene(_gaussian_cube(tmp_path, sample_border), res=20)
-    r = _fd_compare(pd, scene, "cube.translate.x", "pathdiff_edge", 0.02)
+    r = _fd_compare(pd, scene, "cube.translate.x", integrator, 0.02)
     assert (np.abs(r.b_mean) > 4 * r.b_se)[1:].any(), "FD is not significant"
     assert r.passed, f"z = {r.z.round(1)}, threshold {r.threshold:.2f}"
 

@@ -212,16 +212,29 @@ class EdgeIntegrator(PRBIntegrator):
             g = table.geometry(idx)
             x_att = dr.lerp(project(g.v0)[0], project(g.v1)[0], t)
             Vn = dr.dot(n, x_att - dr.detach(x_att))
-            value = weight * Vn
-            if box:
-                pixel = mi.UInt32(dr.floor(x.y)) * W + mi.UInt32(dr.floor(x.x))
-                for ch in range(3):
-                    dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, inside)
-            else:
-                self._splat_filtered(film, image, x, value, inside, border)
+            self._splat(film, image, x, weight * Vn, inside)
         return mi.TensorXf(image, shape=(H, W, 3))
 
-    def _splat_filtered(self, film, image, x, value, active, border) -> None:
+    def _splat(
+        self,
+        film: mi.Film,
+        image: mi.Float,
+        x: mi.Point2f,
+        value: mi.Spectrum,
+        active: mi.Bool,
+    ) -> None:
+        """Add ``value`` (per unit film area) at film position ``x`` (pixels) to ``image``:
+        into the pixel containing ``x`` for a box filter (or ``pixel_splat``), else through
+        the film's reconstruction filter (:meth:`_splat_filtered`)."""
+        if self.pixel_splat or film.rfilter().radius() <= 0.5 + 1e-6:
+            W = film.crop_size()[0]
+            pixel = mi.UInt32(dr.floor(x.y)) * W + mi.UInt32(dr.floor(x.x))
+            for ch in range(3):
+                dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, active)
+        else:
+            self._splat_filtered(film, image, x, value, active)
+
+    def _splat_filtered(self, film, image, x, value, active) -> None:
         """Splat ``value`` at film position ``x`` through the film's reconstruction filter
         ``f``: pixel ``c`` receives ``f(c − x) / ∫_D f(c − x') dx'``, the weight the film's
         normalized splatting gives a sample there (``D``: the sampled film area, enlarged
@@ -229,6 +242,7 @@ class EdgeIntegrator(PRBIntegrator):
         W, H = film.crop_size()
         rfilter = film.rfilter()
         R = int(np.ceil(rfilter.radius() + 0.5))
+        border = int(rfilter.border_size()) if film.sample_border() else 0
         norm_x, norm_y = self._filter_norms(film, border)
         base = mi.Point2i(dr.floor(x))
         for dy in range(-R, R + 1):
