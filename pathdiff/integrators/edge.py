@@ -30,7 +30,8 @@ class EdgeIntegrator(PRBIntegrator):
     * **primary** (image plane): edges projected to the film, picked ∝ projected length;
       ``f± = L(x ± ε n)`` is the radiance of camera rays just beside the edge (full path
       tracing, shared random numbers), ``V_n = n · ∂x`` comes from AD through the projection
-      of the attached endpoints; the sample is splatted into the pixel it falls in.
+      of the attached endpoints; the sample is splatted through the film's reconstruction
+      filter (the pixel it falls in for a box filter; ``sample_border`` honoured).
     * **secondary** (sphere of directions at each path vertex ``p`` of the replay): an edge
       ``(v0, v1)`` picked ∝ length, ``y = v0 + t(v1 − v0)``, ``ω = (y − p)/|y − p|``,
       ``m = (v0 − p) × (v1 − p)``; the term is ``β f_s(ω) (L⁺ − L⁻) ∂(ω·m)/|m| |dω/dt| / pmf``
@@ -46,8 +47,10 @@ class EdgeIntegrator(PRBIntegrator):
     emitter, where the boundary moves only by the factor ``1 − r_e/r_L`` (edge and emitter
     at distances ``r_e``, ``r_L``); :meth:`nee_share` removes the difference. Parameters:
     ``edge_samples`` (primary boundary samples per pixel; default: the render's spp),
-    ``primary`` / ``secondary`` (enable each term). Limits: pinhole perspective sensors, no
-    crop window; edges partly behind the camera are skipped; moving emitters are not
+    ``primary`` / ``secondary`` (enable each term); ``crease_rule=legacy`` and
+    ``pixel_splat`` restore the pre-issue-14 crease rule and one-pixel splat (negative controls
+    for the tests). Candidate edges: see :mod:`.edges` (split normals and UV seams are
+    creases). Limits: pinhole perspective sensors, no crop window (warned); edges partly behind the camera are skipped; moving emitters are not
     supported; shadows of delta lights are not sampled.
     """
 

@@ -38,7 +38,8 @@ class ReparamIntegrator(EdgeIntegrator):
     point of its mesh (``∂v_i = 0`` on a miss), ``D_i = exp(κ(1 − ω·ω_i)) − 1``, ``γ = 3`` and
     the boundary test ``B_i = min(1, φ_i sqrt(κ) / 10)``, where ``φ_i`` is the angle (seen from
     the ray origin ``o``) between ``x_i`` and the nearest *discontinuity* edge of its triangle:
-    open or non-manifold edges, creases (flat shading, or split vertex normals), and
+    open or non-manifold edges, creases (flat shading, or split vertices whose normals or
+    UVs differ), and
     silhouettes along ``ω_i``; ``B = 1`` on a miss. Near an edge the aux rays hitting close to
     it dominate, so ``V`` takes the edge's velocity there and decays smoothly away from it; the
     boundary term is thereby absorbed into the interior term of the warped integral.
