@@ -50,8 +50,9 @@ class EdgeIntegrator(PRBIntegrator):
     ``primary`` / ``secondary`` (enable each term); ``crease_rule=legacy`` and
     ``pixel_splat`` restore the pre-issue-14 crease rule and one-pixel splat (negative controls
     for the tests). Candidate edges: see :mod:`.edges` (split normals and UV seams are
-    creases). Limits: pinhole perspective sensors, no crop window (warned); edges partly behind the camera are skipped; moving emitters are not
-    supported; shadows of delta lights are not sampled.
+    creases). Limits: pinhole perspective sensors, no crop window (warned); edges partly
+    behind the camera are skipped; moving emitters are not supported; shadows of delta lights
+    are not sampled.
     """
 
     def __init__(self, props: mi.Properties):
