@@ -6,6 +6,7 @@ import warnings
 
 import drjit as dr
 import mitsuba as mi
+import numpy as np
 
 from .base import RNGSampler, mis_weight
 from .camera import PinholeCamera
@@ -29,7 +30,8 @@ class EdgeIntegrator(PRBIntegrator):
     * **primary** (image plane): edges projected to the film, picked ∝ projected length;
       ``f± = L(x ± ε n)`` is the radiance of camera rays just beside the edge (full path
       tracing, shared random numbers), ``V_n = n · ∂x`` comes from AD through the projection
-      of the attached endpoints; the sample is splatted into the pixel it falls in.
+      of the attached endpoints; the sample is splatted through the film's reconstruction
+      filter (the pixel it falls in for a box filter; ``sample_border`` honoured).
     * **secondary** (sphere of directions at each path vertex ``p`` of the replay): an edge
       ``(v0, v1)`` picked ∝ length, ``y = v0 + t(v1 − v0)``, ``ω = (y − p)/|y − p|``,
       ``m = (v0 − p) × (v1 − p)``; the term is ``β f_s(ω) (L⁺ − L⁻) ∂(ω·m)/|m| |dω/dt| / pmf``
@@ -45,9 +47,12 @@ class EdgeIntegrator(PRBIntegrator):
     emitter, where the boundary moves only by the factor ``1 − r_e/r_L`` (edge and emitter
     at distances ``r_e``, ``r_L``); :meth:`nee_share` removes the difference. Parameters:
     ``edge_samples`` (primary boundary samples per pixel; default: the render's spp),
-    ``primary`` / ``secondary`` (enable each term). Limits: pinhole perspective sensors, no
-    crop window; edges partly behind the camera are skipped; moving emitters are not
-    supported; shadows of delta lights are not sampled.
+    ``primary`` / ``secondary`` (enable each term); ``crease_rule=legacy`` and
+    ``pixel_splat`` restore the pre-issue-14 crease rule and one-pixel splat (negative controls
+    for the tests). Candidate edges: see :mod:`.edges` (split normals and UV seams are
+    creases). Limits: pinhole perspective sensors, no crop window (warned); edges partly
+    behind the camera are skipped; moving emitters are not supported; shadows of delta lights
+    are not sampled.
     """
 
     def __init__(self, props: mi.Properties):
@@ -56,6 +61,11 @@ class EdgeIntegrator(PRBIntegrator):
         self.primary = props.get("primary", True)
         self.secondary = props.get("secondary", True)
         self.static_edges = props.get("static_edges", True)
+        # "legacy": creases from has_vertex_normals() only (negative control for the tests)
+        self.crease_rule = props.get("crease_rule", "")
+        # true: splat primary samples into one pixel whatever the film's filter (the old
+        # behaviour, a negative control for the tests)
+        self.pixel_splat = props.get("pixel_splat", False)
         self.options.update(
             edge_samples=self.edge_samples,
             primary=self.primary,
@@ -101,7 +111,7 @@ class EdgeIntegrator(PRBIntegrator):
 
     def _table(self, mesh: mi.Mesh) -> MeshEdges:
         if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
-            self._tables[id(mesh)] = MeshEdges(mesh)
+            self._tables[id(mesh)] = MeshEdges(mesh, self.crease_rule)
         return self._tables[id(mesh)]
 
     def _static_table(self, meshes: list[mi.Mesh]) -> StaticEdges:
@@ -171,6 +181,9 @@ class EdgeIntegrator(PRBIntegrator):
             return None
         film = sensor.film()
         W, H = film.crop_size()
+        _warn_film(film)
+        box = self.pixel_splat or film.rfilter().radius() <= 0.5 + 1e-6
+        border = 0 if box or not film.sample_border() else int(film.rfilter().border_size())
         spp = self.edge_samples or spp or sensor.sampler().sample_count()
         N = W * H * spp
         to_world = sensor.world_transform()
@@ -202,18 +215,78 @@ class EdgeIntegrator(PRBIntegrator):
                 x = dr.lerp(a, b, t)
                 length = dr.norm(b - a)
                 n = mi.Vector2f(a.y - b.y, b.x - a.x) / length
-                inside = (x.x >= 0) & (x.y >= 0) & (x.x < W) & (x.y < H) & (pmf > 0)
+                lo, hi = -border, mi.ScalarPoint2f(W + border, H + border)
+                inside = (x.x >= lo) & (x.y >= lo) & (x.x < hi.x) & (x.y < hi.y) & (pmf > 0)
                 L_plus = self.camera_radiance(scene, sensor, x + EPS_PIXEL * n, rng.copy(), inside)
                 L_minus = self.camera_radiance(scene, sensor, x - EPS_PIXEL * n, rng, inside)
                 weight = (L_minus - L_plus) * length / (pmf * N)
             g = table.geometry(idx)
             x_att = dr.lerp(project(g.v0)[0], project(g.v1)[0], t)
             Vn = dr.dot(n, x_att - dr.detach(x_att))
-            pixel = mi.UInt32(dr.floor(x.y)) * W + mi.UInt32(dr.floor(x.x))
-            value = weight * Vn
-            for ch in range(3):
-                dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, inside)
+            self._splat(film, image, x, weight * Vn, inside)
         return mi.TensorXf(image, shape=(H, W, 3))
+
+    def _splat(
+        self,
+        film: mi.Film,
+        image: mi.Float,
+        x: mi.Point2f,
+        value: mi.Spectrum,
+        active: mi.Bool,
+    ) -> None:
+        """Add ``value`` (per unit film area) at film position ``x`` (pixels) to ``image``:
+        into the pixel containing ``x`` for a box filter (or ``pixel_splat``), else through
+        the film's reconstruction filter (:meth:`_splat_filtered`)."""
+        if self.pixel_splat or film.rfilter().radius() <= 0.5 + 1e-6:
+            W = film.crop_size()[0]
+            pixel = mi.UInt32(dr.floor(x.y)) * W + mi.UInt32(dr.floor(x.x))
+            for ch in range(3):
+                dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, active)
+        else:
+            self._splat_filtered(film, image, x, value, active)
+
+    def _splat_filtered(self, film, image, x, value, active) -> None:
+        """Splat ``value`` at film position ``x`` through the film's reconstruction filter
+        ``f``: pixel ``c`` receives ``f(c − x) / ∫_D f(c − x') dx'``, the weight the film's
+        normalized splatting gives a sample there (``D``: the sampled film area, enlarged
+        by the filter's border with ``sample_border``)."""
+        W, H = film.crop_size()
+        rfilter = film.rfilter()
+        R = int(np.ceil(rfilter.radius() + 0.5))
+        border = int(rfilter.border_size()) if film.sample_border() else 0
+        norm_x, norm_y = self._filter_norms(film, border)
+        base = mi.Point2i(dr.floor(x))
+        for dy in range(-R, R + 1):
+            py = base.y + dy
+            in_y = (py >= 0) & (py < H)
+            fy = rfilter.eval(mi.Float(py) + 0.5 - x.y)
+            fy *= dr.gather(mi.Float, norm_y, mi.UInt32(py), in_y)
+            for dx in range(-R, R + 1):
+                px = base.x + dx
+                ok = active & (px >= 0) & (px < W) & in_y
+                w = fy * rfilter.eval(mi.Float(px) + 0.5 - x.x)
+                w *= dr.gather(mi.Float, norm_x, mi.UInt32(px), ok)
+                pixel = mi.UInt32(py * W + px)
+                for ch in range(3):
+                    dr.scatter_reduce(dr.ReduceOp.Add, image, w * value[ch], 3 * pixel + ch, ok)
+
+    def _filter_norms(self, film, border: int) -> tuple[mi.Float, mi.Float]:
+        """``1 / ∫_D f(c − x) dx`` per pixel column and row (cached per film)."""
+        key = (id(film), tuple(film.crop_size()), border, str(film.rfilter()))
+        if getattr(self, "_norm_key", None) != key:
+            r = film.rfilter().radius()
+            t = (np.arange(4096) + 0.5) / 4096 * 2 * r - r  # offsets c − x in (−r, r)
+            f = np.array(film.rfilter().eval(mi.Float(t)), dtype=np.float64) * (2 * r / 4096)
+            norms = []
+            for n in film.crop_size():
+                c = np.arange(n) + 0.5
+                xs = c[:, None] - t[None, :]
+                inside = (xs >= -border) & (xs < n + border)
+                norms.append(
+                    mi.Float((1 / np.maximum((f * inside).sum(1), 1e-12)).astype(np.float32))
+                )
+            self._norm_key, self._norms = key, tuple(norms)
+        return self._norms
 
     def camera_radiance(
         self, scene: mi.Scene, sensor: mi.Sensor, x: mi.Point2f, rng: RNGSampler, active: mi.Bool
@@ -303,3 +376,12 @@ class EdgeIntegrator(PRBIntegrator):
         dω_dt = dr.norm(e - ω * dr.dot(ω, e)) / dist
         w = β * f * dω_dt / (pmf * m_len)
         return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok
+
+
+def _warn_film(film: mi.Film) -> None:
+    """One warning line for the film features the primary term does not handle: a crop
+    window (boundary samples are placed on the full film)."""
+    if list(film.crop_offset()) != [0, 0] or list(film.crop_size()) != list(film.size()):
+        warnings.warn(
+            "pathdiff: the primary boundary term ignores the film's crop window", stacklevel=3
+        )

@@ -2,15 +2,28 @@
 
 Topology is built once per mesh on the host (numpy): vertices are merged by position (split
 UV/normal seams would otherwise turn every edge into a boundary edge and double the
-boundary term) and each undirected edge keeps its two adjacent faces. Edges whose faces are
-coplanar get zero sampling weight, since nothing can jump across them. Positions are
-gathered per render from the mesh's *attached* vertex buffer, so edge velocities come out of
-AD.
+boundary term) and each undirected edge keeps its two adjacent faces and, for each face, the
+mesh's own (unmerged) vertex indices of the edge's two endpoints. Positions, normals and
+texture coordinates are gathered per render on the device from the mesh's buffers (positions
+*attached*, so edge velocities come out of AD), so the classification follows the mesh when
+its vertices move and needs no host round trip.
+
+What jumps across an edge (per edge, :attr:`EdgeGeometry.crease`):
+
+* **shading normal**: on a flat-shaded mesh (no vertex normals) wherever the faces are not
+  coplanar; on a mesh with vertex normals wherever the two faces' vertex normals at either
+  endpoint differ (split vertices at hard edges: Mitsuba's ``cube``, OBJ/PLY files with
+  per-face normals or auto-smooth);
+* **texture coordinates**: wherever the two faces' UVs at either endpoint differ (a UV
+  seam; an extra candidate if the texture happens to be continuous across it);
+* BSDF and emitter are per mesh in Mitsuba, so they never jump inside one edge table (two
+  meshes touching along an edge have open edges, which are sampled).
 
 Candidate rule: an edge is a discontinuity candidate as seen from a point ``p`` if it is a
-boundary edge (one face), a shading crease (flat-shaded mesh), or a silhouette:
-``sign(n_A·(p − v0)) ≠ sign(n_B·(p − v0))``. Extra candidates add variance, never bias,
-because the radiance difference is measured by tracing both sides.
+boundary edge (one face), a crease (something above jumps), or a silhouette:
+``sign(n_A·(p − v0)) ≠ sign(n_B·(p − v0))``. Coplanar edges with nothing jumping get zero
+sampling weight. Extra candidates add variance, never bias, because the radiance difference
+is measured by tracing both sides.
 """
 
 from __future__ import annotations
@@ -22,6 +35,13 @@ import mitsuba as mi
 import numpy as np
 
 NONE = 0xFFFFFFFF
+#: two unit shading normals differ when their dot product is below this
+NORMAL_COS = 1 - 1e-5
+#: two texture coordinates differ when a component differs by more than this
+UV_EPS = 1e-6
+#: ``EdgeIntegrator.crease_rule`` value that restores the old classification (creases from
+#: ``has_vertex_normals()`` only), kept as a negative control for the tests
+LEGACY = "legacy"
 
 
 @dataclass
@@ -36,20 +56,29 @@ class EdgeGeometry:
     #: ``smooth`` is set) an open edge or a crease
     always: mi.Bool
     smooth: bool
+    jump: mi.Bool | bool = False
+
+    @property
+    def bent(self) -> mi.Bool:
+        """The two faces are not coplanar."""
+        nA, nB = dr.detach(self.nA), dr.detach(self.nB)
+        return dr.dot(nA, nB) < (1 - 1e-6) * dr.norm(nA) * dr.norm(nB)
 
     @property
     def crease(self) -> mi.Bool:
-        """Non-coplanar edges of flat-shaded meshes: the shading normal jumps there."""
-        if self.smooth:
-            return mi.Bool(False)
-        nA, nB = dr.detach(self.nA), dr.detach(self.nB)
-        return ~self.always & (dr.dot(nA, nB) < (1 - 1e-6) * dr.norm(nA) * dr.norm(nB))
+        """Interior edges across which the integrand jumps wherever they are seen: the
+        shading normal (flat shading on non-coplanar faces, or split vertex normals) or the
+        texture coordinates differ on the two sides."""
+        crease = mi.Bool(self.jump)
+        if not self.smooth:
+            crease |= self.bent
+        return ~self.always & crease
 
     def weight(self) -> mi.Float:
-        """Edge length where the edge can ever be a discontinuity (0 on coplanar edges)."""
-        nA, nB = dr.detach(self.nA), dr.detach(self.nB)
-        bent = dr.dot(nA, nB) < (1 - 1e-6) * dr.norm(nA) * dr.norm(nB)
-        return dr.select(self.always | bent, dr.norm(dr.detach(self.v1 - self.v0)), 0)
+        """Edge length where the edge can ever be a discontinuity (0 on coplanar edges with
+        nothing jumping across them)."""
+        ever = self.always | self.bent | self.jump
+        return dr.select(ever, dr.norm(dr.detach(self.v1 - self.v0)), 0)
 
     def candidate(self, p: mi.Point3f) -> mi.Bool:
         """Edges that can carry a discontinuity as seen from ``p``."""
@@ -66,6 +95,7 @@ def gather_edges(
     smooth: bool,
     idx: mi.UInt32,
     active: mi.Bool = True,
+    jump: mi.Bool | bool = False,
 ) -> EdgeGeometry:
     """Gather the attached geometry of edges ``idx`` from a flat position buffer, given a
     ``table`` with vertex indices ``v0``, ``v1`` and the faces' vertex triples ``fa``, ``fb``;
@@ -85,20 +115,30 @@ def gather_edges(
         nB=normal(table.fb),
         always=dr.gather(mi.Bool, flags, idx, active),
         smooth=smooth,
+        jump=jump,
     )
 
 
 class MeshEdges:
     """Edge table of one triangle mesh (topology on the host, positions on the device)."""
 
-    def __init__(self, mesh: mi.Mesh):
+    def __init__(self, mesh: mi.Mesh, rule: str = ""):
         self.mesh = mesh
+        self.rule = rule
         P = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
-        F = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
-        F = _merge_vertices(P, F)
-        F = F[(F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])]
+        F0 = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
+        F = _merge_vertices(P, F0)
+        keep = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
+        F, F0 = F[keep], F0[keep]
         v0, v1, fa, fb = _edge_faces(F)
         boundary = fb < 0
+        fb_ = np.where(boundary, fa, fb)
+        # the mesh's own vertex indices of the endpoints on either face (split vertices)
+        self.corners = [
+            mi.UInt32(_own_index(F, F0, f, v).astype(np.uint32))
+            for f in (fa, fb_)
+            for v in (v0, v1)
+        ]
         self.count = len(v0)
         self.v0 = mi.UInt32(v0)
         self.v1 = mi.UInt32(v1)
@@ -109,12 +149,40 @@ class MeshEdges:
         self.open_edge = mi.Bool(boundary)  # one adjacent face
         self.smooth = mesh.has_vertex_normals()
 
+    def jump(self, idx: mi.UInt32, active: mi.Bool = True) -> mi.Bool | bool:
+        """Whether the shading normal or the texture coordinates differ on the two sides of
+        edges ``idx`` at either endpoint (device gathers of the mesh's attributes)."""
+        if self.rule == LEGACY:
+            return False
+        a0, a1, b0, b1 = (dr.gather(mi.UInt32, c, idx, active) for c in self.corners)
+        jump = mi.Bool(False)
+        with dr.suspend_grad():
+            if self.mesh.has_vertex_normals():
+                normals = dr.detach(self.mesh.vertex_normals_buffer())
+                for a, b in ((a0, b0), (a1, b1)):
+                    na = dr.gather(mi.Vector3f, normals, a, active)
+                    nb = dr.gather(mi.Vector3f, normals, b, active)
+                    cos = dr.dot(na, nb) * dr.rsqrt(dr.squared_norm(na) * dr.squared_norm(nb))
+                    jump |= (a != b) & ~(cos >= NORMAL_COS)
+            if self.mesh.has_vertex_texcoords():
+                uv = dr.detach(self.mesh.vertex_texcoords_buffer())
+                for a, b in ((a0, b0), (a1, b1)):
+                    d = dr.gather(mi.Point2f, uv, a, active) - dr.gather(mi.Point2f, uv, b, active)
+                    jump |= (a != b) & (dr.maximum(dr.abs(d.x), dr.abs(d.y)) > UV_EPS)
+        return jump
+
     def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
         """Attached geometry of the edges ``idx`` (all edges if ``None``)."""
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
         return gather_edges(
-            self.mesh.vertex_positions_buffer(), self, self.open_edge, self.smooth, idx, active
+            self.mesh.vertex_positions_buffer(),
+            self,
+            self.open_edge,
+            self.smooth,
+            idx,
+            active,
+            self.jump(idx, active),
         )
 
     def adjacent(
@@ -185,6 +253,12 @@ def _merge_vertices(P: np.ndarray, F: np.ndarray) -> np.ndarray:
     q = np.round(P / (1e-6 * diag)).astype(np.int64)
     _, first, inverse = np.unique(q, axis=0, return_index=True, return_inverse=True)
     return first[inverse.ravel()][F]
+
+
+def _own_index(F: np.ndarray, F0: np.ndarray, face: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The unmerged vertex index (``F0``) of merged vertex ``v`` in each face ``face``."""
+    k = np.argmax(F[face] == v[:, None], axis=1)
+    return F0[face, k]
 
 
 def _edge_faces(F: np.ndarray) -> tuple[np.ndarray, ...]:

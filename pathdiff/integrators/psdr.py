@@ -165,13 +165,12 @@ class PSDRIntegrator(EdgeIntegrator):
                     toward = origin if K == 1 else origin.p
                     shares = self._nee_shares(scene, seg, toward)
                 ΔL, ΔS = self._radiance_difference(scene, seg, Le, pdf_e, shares, rng, K)
-                value, pixel, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
+                value, uv, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
                 value *= throughput
-                dr.eval(value, pixel, hit, ΔL, ΔS)  # own kernel, reused across seeds
+                dr.eval(value, uv, hit, ΔL, ΔS)  # own kernel, reused across seeds
             α, α_x = self._normal_motion(scene, table, seg, origin)
             value = value * (ΔL * (α - dr.detach(α)) - ΔS * (α_x - dr.detach(α_x)))
-            for ch in range(3):
-                dr.scatter_reduce(dr.ReduceOp.Add, image, value[ch], 3 * pixel + ch, hit)
+            self._splat(sensor.film(), image, uv, value, hit)
             if K < depth:
                 with dr.suspend_grad():
                     si, weight = self._bounce(scene, si, rng, seg.ok & si.is_valid())
@@ -278,9 +277,9 @@ class PSDRIntegrator(EdgeIntegrator):
         si: mi.SurfaceInteraction3f,
         active: mi.Bool,
         N: int,
-    ) -> tuple[mi.Spectrum, mi.UInt32, mi.Bool]:
+    ) -> tuple[mi.Spectrum, mi.Point2f, mi.Bool]:
         """Camera importance ``(W·H/N) w_sensor f_s |cos|`` reaching ``si`` (light arriving
-        from ``si.wi``) and the pixel it lands in."""
+        from ``si.wi``) and the film position (pixels) it lands at."""
         W, H = sensor.film().crop_size()
         ds, w = sensor.sample_direction(si, mi.Point2f(0.5), active)
         ray = si.spawn_ray_to(ds.p)
@@ -291,8 +290,7 @@ class PSDRIntegrator(EdgeIntegrator):
         wo = si.to_local(ds.d)
         f = si.bsdf().eval(mi.BSDFContext(mi.TransportMode.Importance), si, wo, hit)
         value = f * w * _adjoint_correction(si, ds.d) * (W * H / N)
-        pixel = mi.UInt32(dr.floor(ds.uv.y)) * W + mi.UInt32(dr.floor(ds.uv.x))
-        return value, pixel, hit
+        return value, mi.Point2f(ds.uv), hit
 
     def _bounce(
         self, scene: mi.Scene, si: mi.SurfaceInteraction3f, rng: RNGSampler, active: mi.Bool

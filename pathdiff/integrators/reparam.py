@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import RNGSampler
 from .edge import EdgeIntegrator
-from .edges import NONE, MeshEdges, _merge_vertices, moving_meshes
+from .edges import LEGACY, NONE, NORMAL_COS, UV_EPS, MeshEdges, _merge_vertices, moving_meshes
 
 #: exponent γ of the harmonic kernel ``(D + B)^−γ``
 GAMMA = 3.0
@@ -40,7 +40,8 @@ class ReparamIntegrator(EdgeIntegrator):
     point of its mesh (``∂v_i = 0`` on a miss), ``D_i = exp(κ(1 − ω·ω_i)) − 1``, ``γ = 3`` and
     the boundary test ``B_i = min(1, φ_i sqrt(κ) / 10)``, where ``φ_i`` is the angle (seen from
     the ray origin ``o``) between ``x_i`` and the nearest *discontinuity* edge of its triangle:
-    open or non-manifold edges, creases (flat shading, or split vertex normals), and
+    open or non-manifold edges, creases (flat shading, or split vertices whose normals or
+    UVs differ), and
     silhouettes along ``ω_i``; ``B = 1`` on a miss. Near an edge the aux rays hitting close to
     it dominate, so ``V`` takes the edge's velocity there and decays smoothly away from it; the
     boundary term is thereby absorbed into the interior term of the warped integral.
@@ -125,16 +126,16 @@ class ReparamIntegrator(EdgeIntegrator):
         across its 3 edges (0 on open edges), from the current vertex positions."""
         key = id(mesh)
         if key not in self._topology or self._topology[key][0] is not mesh:
-            self._topology[key] = (mesh, _face_neighbours(mesh))
+            self._topology[key] = (mesh, _face_neighbours(mesh, self.crease_rule == LEGACY))
         nb, split = self._topology[key][1]
         P = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
         F = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
         n = np.cross(P[F[:, 1]] - P[F[:, 0]], P[F[:, 2]] - P[F[:, 0]])
         n_nb = np.where(nb[..., None] >= 0, n[np.maximum(nb, 0)], 0.0)
         edge = nb < 0
-        if mesh.has_vertex_normals():  # shading normals may jump across split vertices
-            edge |= split
-        else:  # flat shading jumps across every non-coplanar edge
+        if self.crease_rule != LEGACY or mesh.has_vertex_normals():
+            edge |= split  # the split vertices' normals or texture coordinates differ
+        if not mesh.has_vertex_normals():  # flat shading jumps across every non-coplanar edge
             unit = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
             unit_nb = n_nb / np.maximum(np.linalg.norm(n_nb, axis=2, keepdims=True), 1e-30)
             edge |= np.einsum("fj,fkj->fk", unit, unit_nb) < 1 - 1e-6
@@ -234,10 +235,12 @@ def _vectors(a: np.ndarray) -> mi.Float:
     return mi.Float(np.ascontiguousarray(a, dtype=np.float32).ravel())
 
 
-def _face_neighbours(mesh: mi.Mesh) -> tuple[np.ndarray, np.ndarray]:
+def _face_neighbours(mesh: mi.Mesh, legacy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(F, 3)`` index of the face across edge ``k`` of each face after merging vertices by
-    position (``-1`` for open and non-manifold edges), and whether the two faces use split
-    vertices there (a normal or UV seam)."""
+    position (``-1`` for open and non-manifold edges), and whether the shading normal or the
+    texture coordinates of the two faces' split vertices differ there (a normal or UV seam;
+    ``legacy``: any split vertex, the old rule). Computed once per mesh (rigid motion keeps
+    it; a deforming mesh with split normals would need it refreshed)."""
     P = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
     F0 = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
     F = _merge_vertices(P, F0)
@@ -252,5 +255,23 @@ def _face_neighbours(mesh: mi.Mesh) -> tuple[np.ndarray, np.ndarray]:
     nb[i], nb[j] = j // 3, i // 3
     a0, b0 = F0.ravel(), F0[:, [1, 2, 0]].ravel()
     shared = ((a0[i] == b0[j]) & (b0[i] == a0[j])) | ((a0[i] == a0[j]) & (b0[i] == b0[j]))
+    if not legacy:
+        shared |= _same_attributes(mesh, a0[i], a0[j], b0[i], b0[j], a[i] == a[j])
     split[i] = split[j] = ~shared
     return nb.reshape(-1, 3), split.reshape(-1, 3)
+
+
+def _same_attributes(mesh: mi.Mesh, ai, aj, bi, bj, same_order) -> np.ndarray:
+    """Whether the split vertices of an edge seen from two faces (corners ``ai → bi`` and
+    ``aj → bj``, in the same or opposite order) carry the same normal and texture coordinates."""
+    pi = np.stack([ai, bi])
+    pj = np.stack([np.where(same_order, aj, bj), np.where(same_order, bj, aj)])
+    same = np.ones(len(ai), dtype=bool)
+    if mesh.has_vertex_normals():
+        N = np.array(mesh.vertex_normals_buffer(), dtype=np.float64).reshape(-1, 3)
+        N /= np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-30)
+        same &= ((N[pi] * N[pj]).sum(-1) >= NORMAL_COS).all(0)
+    if mesh.has_vertex_texcoords():
+        T = np.array(mesh.vertex_texcoords_buffer(), dtype=np.float64).reshape(-1, 2)
+        same &= (np.abs(T[pi] - T[pj]) <= UV_EPS).all(-1).all(0)
+    return same
