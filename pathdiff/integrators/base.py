@@ -10,119 +10,52 @@ three regimes, chosen by the AD mode and the integrator:
   backpropagation. The path is traced again with the same random numbers; loop state stays
   detached and at each vertex the *attached* local contribution
 
-  .. math:: L_o = L_e + L_{dir} + L_{rem} \\, \\frac{f_s}{\\operatorname{detach}(f_s)}
+  .. math:: L_o = r_{in} \\big(L_e + L_{dir} + r_{out} L_{rem}\\big), \\qquad
+            r = \\frac{f_s}{\\operatorname{detach}(f_s)}
 
   is differentiated within the iteration (``dr.forward_to`` / ``dr.backward_from(δL·Lo)``),
-  where ``L_rem`` is the radiance the primal path gathered after this vertex.
+  where ``L_rem`` is the radiance the primal path gathered after this vertex and ``r_out``
+  the BSDF ratio of the sampled outgoing direction. With a warp (reparameterized rays) the
+  BSDF ratio is taken on the incoming side instead: ``r_in`` is the previous vertex's BSDF
+  along the warped ray that reached this one, times the warp's Jacobian determinant, and
+  ``r_out = 1``.
 * **attached** (``self.attached``): the loop is run with gradients enabled and the AD graph
   spans all iterations (the ``pathdiff_ad`` baseline; memory grows with depth).
 
 Sampling is detached in every regime: directions do not depend on θ, so only the integrand
-values ``f/pdf`` (with a detached pdf) are differentiated. Subclasses pick the regime and add
-boundary terms around this loop; they never copy it.
+values ``f/pdf`` (with a detached pdf) are differentiated.
+
+What an estimator adds is an explicit per-render value, :class:`Terms`, built by
+:meth:`PathLoopIntegrator.terms` from the scene and handed to the loop: a warp of secondary
+rays, an extra zero-valued term at each replay vertex, and boundary images estimated outside
+the loop. Estimators compose these parts; they never copy the loop.
 """
 
 from __future__ import annotations
 
 import drjit as dr
 import mitsuba as mi
-from mitsuba.ad.integrators.common import RBIntegrator
+from mitsuba.ad.integrators.common import ADIntegrator, RBIntegrator
 
 from .camera import PinholeCamera
 from .camera import attached as camera_attached
-
-
-def _relative(f: mi.Spectrum) -> mi.Spectrum:
-    """Value 1, derivative ∂f/f (0 where f vanishes)."""
-    return dr.replace_grad(mi.Spectrum(1), dr.select(dr.detach(f) != 0, f / dr.detach(f), 0))
-
-
-def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
-    """Balance heuristic ``pdf_a / (pdf_a + pdf_b)``, 0 where both vanish."""
-    total = pdf_a + pdf_b
-    return dr.detach(dr.select(total > 0, pdf_a / total, 0))
-
+from .sampling import RNGSampler, face_viewer, mis_weight, relative
+from .terms import Terms
 
 #: ``max_depth = -1`` (unbounded) as Mitsuba stores it (a uint32)
 UNBOUNDED_DEPTH = 0xFFFFFFFF
-#: smallest |cos| between the bent shading normal and the viewing direction
-BEND_EPS = 1e-3
 
-
-def face_viewer(
-    si: mi.SurfaceInteraction3f, d: mi.Vector3f
-) -> tuple[mi.SurfaceInteraction3f, mi.Bool]:
-    """A copy of ``si`` (seen along ``d``, from the camera's side of the path) whose shading
-    frame faces the same side as the geometric normal: ``sign(n_s·d) = sign(n_g·d)`` with
-    ``|n_s·d| ≥ ε``; ``si.wi`` keeps its world direction. Also returns where it bent.
-
-    An interpolated normal can face away from a viewer who sees the surface's front
-    (near smooth silhouettes); BSDFs are black there, and the border of that band is a
-    discontinuity inside triangles that no edge sampler sees. Removing the normal's
-    component along ``d`` beyond the margin, ``n_s ← n_s − (n_s·d − s ε) d`` with
-    ``s = sign(n_g·d)``, is continuous (identity at the margin) and differentiable, so the
-    integrand has no such discontinuity. Faceted surfaces only change at grazing
-    ``|cos| < ε``.
-    """
-    si = type(si)(si)
-    wi = si.to_world(si.wi)
-    n = si.sh_frame.n
-    α = dr.dot(n, d)
-    s = dr.sign(dr.dot(si.n, d))
-    bend = si.is_valid() & (s * α < BEND_EPS)
-    n_b = dr.normalize(n - (α - s * BEND_EPS) * d)
-    t = dr.normalize(si.sh_frame.s - dr.dot(si.sh_frame.s, n_b) * n_b)
-    frame = mi.Frame3f(t, dr.cross(n_b, t), n_b)
-    si.sh_frame = dr.select(bend, frame, si.sh_frame)
-    si.wi = dr.select(bend, si.to_local(wi), si.wi)
-    return si, bend
-
-
-class _VariantStruct(type):
-    """Resolves ``DRJIT_STRUCT`` when Dr.Jit asks for it, so that it names the ``PCG32`` of
-    the variant active then (not the one active when this module was imported)."""
-
-    @property
-    def DRJIT_STRUCT(cls) -> dict:  # noqa: N802 (Dr.Jit's name)
-        return {"rng": mi.PCG32}
-
-
-class RNGSampler(metaclass=_VariantStruct):
-    """A per-lane PCG32 behind the ``next_1d``/``next_2d`` sampler interface.
-
-    Loop state of the replay for estimators that need random numbers the primal pass does
-    not draw (boundary samples); copying it replays the same numbers.
-    """
-
-    def __init__(self, rng: mi.PCG32 | None = None):
-        self.rng = rng if rng is not None else mi.PCG32()
-
-    @staticmethod
-    def from_ray(ray: mi.Ray3f, salt: int = 0) -> RNGSampler:
-        """Seed one generator per lane from the lane index and the (jittered) ray."""
-        n = dr.width(ray.d)
-        bits = dr.reinterpret_array(mi.UInt32, ray.d.x) ^ dr.reinterpret_array(mi.UInt32, ray.d.y)
-        s0, s1 = mi.sample_tea_32(dr.arange(mi.UInt32, n) ^ mi.UInt32(salt), bits)
-        return RNGSampler(mi.PCG32(n, mi.UInt64(s0) << 32 | mi.UInt64(s1)))
-
-    def copy(self) -> RNGSampler:
-        return RNGSampler(mi.PCG32(self.rng))
-
-    def next_1d(self, active: mi.Bool = True) -> mi.Float:
-        return self.rng.next_float32(active)
-
-    def next_2d(self, active: mi.Bool = True) -> mi.Point2f:
-        return mi.Point2f(self.rng.next_float32(active), self.rng.next_float32(active))
+__all__ = ["UNBOUNDED_DEPTH", "PathLoopIntegrator", "RNGSampler", "Terms"]
 
 
 class PathLoopIntegrator(RBIntegrator):
-    """Base of the ``pathdiff_*`` plugins: options and the shared path loop.
+    """Base of the ``pathdiff_*`` plugins: options, the render passes and the shared loop.
 
     Options: ``max_depth`` (-1 = unbounded; 1 = emitters seen directly), ``rr_depth``
     (depth at which Russian roulette starts), ``hide_emitters`` (emitters seen directly
     by the camera are black) and ``bend_normals`` (default true: shading normals facing
-    away from the viewer are bent back, see :func:`face_viewer`; false renders exactly as
-    Mitsuba's ``path``).
+    away from the viewer are bent back, see :func:`~.sampling.face_viewer`; false renders
+    exactly as Mitsuba's ``path``).
     """
 
     #: run the loop with attached state across iterations (``pathdiff_ad``)
@@ -139,52 +72,6 @@ class PathLoopIntegrator(RBIntegrator):
             "hide_emitters": self.hide_emitters,
         }
 
-    def sample_rays(self, scene: mi.Scene, sensor: mi.Sensor, sampler: mi.Sampler):
-        """Mitsuba's camera rays; where the sensor's pose/fov are registered as attached
-        (:func:`pathdiff.integrators.camera.attach_camera`), re-derived from the same film
-        positions with the attached pose and fov, so that the first intersection, and
-        everything seen from it, follows the moving camera (same values)."""
-        ray, weight, pos = super().sample_rays(scene, sensor, sampler)
-        if camera_attached(sensor):
-            with dr.resume_grad():
-                ray = PinholeCamera.of(sensor).attach_ray(ray)
-        return ray, weight, pos
-
-    def reparameterizes(self) -> bool:
-        """Whether the replay reparameterizes its rays with :meth:`reparam_ray`."""
-        return False
-
-    def reparam_ray(
-        self, scene: mi.Scene, rng: RNGSampler, ray: mi.Ray3f, depth: mi.UInt32, active: mi.Bool
-    ) -> tuple[mi.Ray3f, mi.Float]:
-        """Reparameterize ``ray`` (detached) so that visibility discontinuities stay fixed in
-        the sample space: returns the attached ray (same value) and the Jacobian
-        determinant of the warp (value 1). ``depth == 0`` marks camera rays; the caller
-        traces the result, and also uses this for shadow rays. Identity by default."""
-        return ray, mi.Float(1)
-
-    def has_vertex_term(self) -> bool:
-        """Whether :meth:`vertex_term` contributes (checked once per replay)."""
-        return False
-
-    def vertex_term(
-        self,
-        scene: mi.Scene,
-        si: mi.SurfaceInteraction3f,
-        bsdf: mi.BSDF,
-        β: mi.Spectrum,
-        depth: mi.UInt32,
-        rng: RNGSampler,
-        active: mi.Bool,
-    ) -> mi.Spectrum | None:
-        """Extra attached, zero-valued contribution at a path vertex during the replay.
-
-        Boundary estimators add their secondary-visibility term here. ``β`` is the detached
-        throughput up to ``si``, ``depth`` its depth (0 = seen by the camera) and ``rng`` is
-        independent of the path's sampler. ``None`` (the default) means no term.
-        """
-        return None
-
     @property
     def plugin(self) -> str:
         """The plugin name users write (``pathdiff_edge``...), for messages."""
@@ -196,6 +83,71 @@ class PathLoopIntegrator(RBIntegrator):
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
         return f"{type(self).__name__}[{opts}]"
 
+    # ---- What the estimator adds (per render) --------------------------------------------------
+    def terms(self, scene: mi.Scene, sensor: mi.Sensor | None = None) -> Terms:
+        """The estimator's additions to the loop for a derivative render of ``scene`` seen by
+        ``sensor`` (``None``: any of its sensors). Nothing for the interior term alone."""
+        return Terms()
+
+    # ---- Render passes: primal, replay, boundary images ---------------------------------------
+    def render_forward(self, scene, params, sensor=0, seed=0, spp=0) -> mi.TensorXf:
+        sensor = scene.sensors()[sensor] if isinstance(sensor, int) else sensor
+        terms = self.terms(scene, sensor)
+        grad = self._replay(dr.ADMode.Forward, scene, sensor, seed, spp, terms)
+        with dr.resume_grad():
+            B = terms.boundary_image(scene, sensor, seed, spp)
+            if B is not None:  # B may not depend on θ (edges behind the camera): AllowNoGrad
+                dr.forward_to(B, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+                grad = grad + dr.grad(B)
+        return grad
+
+    def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0) -> None:
+        sensor = scene.sensors()[sensor] if isinstance(sensor, int) else sensor
+        terms = self.terms(scene, sensor)
+        self._replay(dr.ADMode.Backward, scene, sensor, seed, spp, terms, grad_in)
+        with dr.resume_grad():
+            B = terms.boundary_image(scene, sensor, seed, spp)
+            if B is not None:
+                loss = dr.sum(B * grad_in, axis=None)
+                dr.backward_from(loss, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+
+    def _replay(
+        self,
+        mode: dr.ADMode,
+        scene: mi.Scene,
+        sensor: mi.Sensor,
+        seed: int,
+        spp: int,
+        terms: Terms,
+        grad_in: mi.TensorXf | None = None,
+    ) -> mi.TensorXf | None:
+        """Primal pass, then the replay with the same random numbers: the derivative image
+        (forward mode) or gradients accumulated into the scene parameters (reverse mode)."""
+        film = sensor.film()
+        with dr.suspend_grad():
+            sampler, spp = self.prepare(sensor, seed, spp, self.aov_names())
+            ray, weight, pos = self.sample_rays(scene, sensor, sampler)
+            L, valid, _, _ = self.sample(dr.ADMode.Primal, scene, sampler.clone(), ray)
+            if mode == dr.ADMode.Forward:
+                δL, valid, _, _ = self.sample(mode, scene, sampler, ray, state_in=L, terms=terms)
+                return _develop(film, pos, ray, δL * weight, dr.select(valid, 1.0, 0.0), spp)
+            δL = _adjoint_radiance(film, pos, ray, weight, grad_in, spp)
+            self.sample(mode, scene, sampler, ray, δL=δL, state_in=L, terms=terms)
+            dr.eval()
+        return None
+
+    def sample_rays(self, scene: mi.Scene, sensor: mi.Sensor, sampler: mi.Sampler):
+        """Mitsuba's camera rays; where the sensor's pose/fov are registered as attached
+        (:func:`pathdiff.integrators.camera.attach_camera`), re-derived from the same film
+        positions with the attached pose and fov, so that the first intersection, and
+        everything seen from it, follows the moving camera (same values)."""
+        ray, weight, pos = super().sample_rays(scene, sensor, sampler)
+        if camera_attached(sensor):
+            with dr.resume_grad():
+                ray = PinholeCamera.of(sensor).attach_ray(ray)
+        return ray, weight, pos
+
+    # ---- The loop -------------------------------------------------------------------------------
     @dr.syntax
     def sample(
         self,
@@ -208,18 +160,24 @@ class PathLoopIntegrator(RBIntegrator):
         active: mi.Bool = True,
         max_depth: int | mi.UInt32 | None = None,
         camera: bool = True,
+        terms: Terms | None = None,
         **kwargs,
     ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         """Trace one path per lane (see the module docstring for the three regimes).
 
         ``max_depth`` overrides the integrator's (per lane, for nested estimates of incident
         radiance), and ``camera=False`` marks paths that do not start at the sensor, where
-        ``hide_emitters`` does not apply.
+        ``hide_emitters`` does not apply. ``terms``: the estimator's additions for the replay
+        (default: :meth:`terms` of ``scene``).
         """
         primal = mode == dr.ADMode.Primal
         attached = self.attached and not primal
         replay = not primal and not attached
         grad = not primal  # evaluate integrand values with gradients attached
+        if replay and terms is None:
+            terms = self.terms(scene)
+        warp = terms.warp if replay else None
+        vertex = terms.vertex if replay else None
 
         ctx = mi.BSDFContext()
         # an attached camera ray (moving camera, see sample_rays) is intersected attached at
@@ -238,13 +196,12 @@ class PathLoopIntegrator(RBIntegrator):
         η = mi.Float(1)
         active = mi.Bool(active)
         valid = mi.Bool(False)
-        reparam = replay and self.reparameterizes()
-        prev_si = dr.zeros(mi.SurfaceInteraction3f if reparam else mi.Interaction3f)
+        prev_si = dr.zeros(mi.SurfaceInteraction3f if warp is not None else mi.Interaction3f)
         prev_bsdf_pdf = mi.Float(1)
         prev_bsdf_delta = mi.Bool(True)
         max_depth = self.max_depth if max_depth is None else max_depth
-        has_vertex_term = replay and self.has_vertex_term()
-        rng = RNGSampler.from_ray(ray) if has_vertex_term or reparam else RNGSampler()
+        extra = warp is not None or vertex is not None
+        rng = RNGSampler.from_ray(ray) if extra else RNGSampler()
 
         loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
         # an attached camera ray captured by the loop keeps its derivatives only if grad is
@@ -252,127 +209,64 @@ class PathLoopIntegrator(RBIntegrator):
         cam_vars = [] if ray_cam is None else [ray_cam.o, ray_cam.d]
         with dr.resume_grad(*cam_vars, when=ray_cam is not None):
             while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
-                # ---- Intersection (ray-attached in the derivative passes) -------------------
-                with dr.resume_grad(when=grad):
-                    ray_att, det = ray, mi.Float(1)
-                    if dr.hint(ray_cam is not None, mode="scalar"):
-                        ray_att = dr.select(depth == 0, ray_cam, ray)
-                    if dr.hint(reparam, mode="scalar"):
-                        ray_att, det = self.reparam_ray(scene, rng, ray, depth, active)
-                    si = scene.ray_intersect(
-                        ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
-                    )
-                    if dr.hint(self.bend_normals, mode="scalar"):
-                        si, _ = face_viewer(si, ray_att.d)
-
-                # ---- Emission hit by the previous BSDF sample, MIS against NEE -------------
-                ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))
-                hit_emitter = active & (ds.emitter != None)  # noqa: E711 (per-lane pointer test)
-                em_pdf = scene.pdf_emitter_direction(prev_si, ds, hit_emitter & ~prev_bsdf_delta)
-                w_bsdf = dr.select(prev_bsdf_delta, 1, mis_weight(prev_bsdf_pdf, em_pdf))
-                if dr.hint(self.hide_emitters and camera, mode="scalar"):
-                    w_bsdf = dr.select(depth == 0, 0, w_bsdf)
-                with dr.resume_grad(when=grad):
-                    Le = β * w_bsdf * ds.emitter.eval(si, hit_emitter)
-
+                si, ray_att, det = self._intersect(
+                    scene, ray, ray_cam, warp, rng, depth, grad, active
+                )
+                Le = self._emission(
+                    scene,
+                    si,
+                    prev_si,
+                    prev_bsdf_pdf,
+                    prev_bsdf_delta,
+                    β,
+                    depth,
+                    camera,
+                    grad,
+                    active,
+                )
                 active_next = active & si.is_valid() & (depth + 1 < max_depth)
                 valid |= active & si.is_valid()
                 bsdf = si.bsdf(ray)
 
-                # ---- Next-event estimation (detached sample, attached value) ---------------
-                active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
-                with dr.suspend_grad():  # detached sampling in every regime
-                    ds, em_weight = scene.sample_emitter_direction(
-                        si, sampler.next_2d(), True, active_em
-                    )
-                active_em &= ds.pdf != 0
-                with dr.resume_grad(when=grad):
-                    if dr.hint(grad, mode="scalar"):
-                        # A finite emitter's sample is a fixed point: its direction and distance
-                        # follow the moving shading point. An infinite emitter's is a fixed
-                        # direction.
-                        finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
-                        to_light = ds.p - si.p
-                        dist2 = dr.squared_norm(to_light)
-                        ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
-                        ds.dist = dr.select(finite, dr.sqrt(dist2), ds.dist)
-                        det_em = mi.Float(1)
-                        if dr.hint(not reparam, mode="scalar"):
-                            # An area emitter's sample is held fixed in area measure while the
-                            # shading point moves: differentiate the geometry term
-                            # G = |cos_l| / r^2. A delta emitter (point, spot, projector) has no
-                            # area measure: its eval_direction() computes its own falloff from the
-                            # attached shading point and ds.d/ds.dist, so there is nothing to add
-                            # (adding G counted a point light's 1/r^2 twice).
-                            G = dr.abs(dr.dot(ds.n, ds.d)) / dist2
-                            area = finite & ~ds.delta & (dr.detach(G) > 0)
-                            det_em = dr.select(area, _relative(G), 1)
-                        if dr.hint(reparam, mode="scalar"):
-                            # Warp the shadow ray (from the attached vertex). Its visibility is
-                            # the detached sample's (ds.pdf = 0 if occluded): in the warped
-                            # variables it is locally constant, so the ray is not traced again.
-                            ray_em, det_em = self.reparam_ray(
-                                scene,
-                                rng,
-                                si.spawn_ray(dr.detach(ds.d)),
-                                depth + 1,
-                                active_em & ~ds.delta,
-                            )
-                            ds.d = dr.select(ds.delta, ds.d, ray_em.d)
-                        em_val = scene.eval_emitter_direction(si, ds, active_em) * det_em
-                        em_weight = dr.replace_grad(
-                            em_weight, dr.select(ds.pdf != 0, em_val / ds.pdf, 0)
-                        )
-                    wo = si.to_local(ds.d)
-
-                    u1, u2 = sampler.next_1d(), sampler.next_2d()
-                    if dr.hint(grad, mode="scalar"):
-                        bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
-                    else:  # primal: one BSDF call evaluates NEE and samples the next direction
-                        bsdf_val, bsdf_pdf, bs, bsdf_weight = bsdf.eval_pdf_sample(
-                            ctx, si, wo, u1, u2, active_next
-                        )
-                    w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
-                    L_dir = β * w_em * bsdf_val * em_weight
-
-                # ---- BSDF sampling (detached) ---------------------------------------------
-                if dr.hint(grad, mode="scalar"):
-                    with dr.suspend_grad():
-                        bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active_next)
+                u_em, u1, u2 = sampler.next_2d(), sampler.next_1d(), sampler.next_2d()
+                L_dir, bs, bsdf_weight = self._nee(
+                    ctx, scene, si, bsdf, u_em, u1, u2, β, warp, rng, depth, grad, active_next
+                )
                 ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
 
-                # ---- Differentiate this vertex --------------------------------------------
+                # ---- Differentiate this vertex ----------------------------------------------
                 if dr.hint(grad, mode="scalar"):
                     with dr.resume_grad():
-                        if dr.hint(reparam, mode="scalar"):
-                            # The BSDF of the previous vertex along the reparameterized ray that
-                            # reached this one, times the warp's Jacobian determinant.
-                            f = prev_si.bsdf().eval(
-                                ctx, prev_si, prev_si.to_local(ray_att.d), active & (depth > 0)
-                            )
-                            ratio = det * dr.select(depth > 0, _relative(f), 1)
-                            Lo = Le + L_dir + L * ratio
-                            L = L - dr.detach(Le) - dr.detach(L_dir)
-                        else:
-                            f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
-                            ratio = _relative(f)
+                        r_in, r_out = self._bsdf_ratios(
+                            ctx,
+                            si,
+                            bsdf,
+                            ray,
+                            prev_si,
+                            ray_att,
+                            det,
+                            warp,
+                            depth,
+                            active,
+                            active_next,
+                        )
                         if dr.hint(attached, mode="scalar"):
                             L = L + Le + L_dir
-                            β = β * bsdf_weight * ratio
-                        elif dr.hint(not reparam, mode="scalar"):
-                            L = L - dr.detach(Le) - dr.detach(L_dir)
-                            Lo = Le + L_dir + L * ratio
-                        if dr.hint(replay, mode="scalar"):
-                            if dr.hint(has_vertex_term, mode="scalar"):
-                                Lo += self.vertex_term(scene, si, bsdf, β, depth, rng, active_next)
+                            β = β * bsdf_weight * r_out
+                        else:
+                            L_rem = L - dr.detach(Le) - dr.detach(L_dir)
+                            Lo = r_in * (Le + L_dir + r_out * L_rem)
+                            if dr.hint(vertex is not None, mode="scalar"):
+                                Lo += vertex(scene, si, bsdf, β, depth, rng, active_next)
                             if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
                                 dr.backward_from(δL * Lo)
                             else:
                                 δL_fwd += dr.forward_to(Lo)
+                            L = L_rem
                 else:
                     L = L + Le + L_dir
 
-                # ---- Russian roulette and loop update ---------------------------------------
+                # ---- Russian roulette and loop update -----------------------------------------
                 if dr.hint(not attached, mode="scalar"):
                     β *= bsdf_weight
                 η *= dr.detach(bs.eta)
@@ -391,3 +285,123 @@ class PathLoopIntegrator(RBIntegrator):
         if dr.hint(replay and mode == dr.ADMode.Forward, mode="scalar"):
             return δL_fwd, valid, [], L
         return L, valid, [], L
+
+    # ---- The loop's steps ---------------------------------------------------------------------
+    def _intersect(self, scene, ray, ray_cam, warp, rng, depth, grad, active):
+        """The next vertex ``si`` (ray-attached in the derivative passes), the attached ray
+        that reached it and the warp's Jacobian determinant (1 without a warp)."""
+        with dr.resume_grad(when=grad):
+            ray_att, det = ray, mi.Float(1)
+            if ray_cam is not None:
+                ray_att = dr.select(depth == 0, ray_cam, ray)
+            if warp is not None:
+                ray_att, det = warp(scene, rng, ray, depth, active)
+            si = scene.ray_intersect(
+                ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
+            )
+            if self.bend_normals:
+                si, _ = face_viewer(si, ray_att.d)
+        return si, ray_att, det
+
+    def _emission(self, scene, si, prev_si, prev_pdf, prev_delta, β, depth, camera, grad, active):
+        """Emission at ``si`` hit by the previous BSDF sample, MIS-weighted against NEE."""
+        ds = mi.DirectionSample3f(scene, si=si, ref=mi.Interaction3f(prev_si))
+        hit_emitter = active & (ds.emitter != None)  # noqa: E711 (per-lane pointer test)
+        em_pdf = scene.pdf_emitter_direction(prev_si, ds, hit_emitter & ~prev_delta)
+        w_bsdf = dr.select(prev_delta, 1, mis_weight(prev_pdf, em_pdf))
+        if self.hide_emitters and camera:
+            w_bsdf = dr.select(depth == 0, 0, w_bsdf)
+        with dr.resume_grad(when=grad):
+            return β * w_bsdf * ds.emitter.eval(si, hit_emitter)
+
+    def _nee(self, ctx, scene, si, bsdf, u_em, u1, u2, β, warp, rng, depth, grad, active):
+        """Next-event estimation (detached sample, attached value) and the BSDF sample of the
+        next direction (detached; one BSDF call for both in the primal pass):
+        ``L_dir, bs, bsdf_weight``."""
+        active_em = active & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
+        with dr.suspend_grad():  # detached sampling in every regime
+            ds, em_weight = scene.sample_emitter_direction(si, u_em, True, active_em)
+        active_em &= ds.pdf != 0
+        with dr.resume_grad(when=grad):
+            if grad:
+                ds, em_weight = self._attached_emitter_sample(
+                    scene, si, ds, em_weight, warp, rng, depth, active_em
+                )
+            wo = si.to_local(ds.d)
+            if grad:
+                bsdf_val, bsdf_pdf = bsdf.eval_pdf(ctx, si, wo, active_em)
+            else:
+                bsdf_val, bsdf_pdf, bs, bsdf_weight = bsdf.eval_pdf_sample(
+                    ctx, si, wo, u1, u2, active
+                )
+            w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
+            L_dir = β * w_em * bsdf_val * em_weight
+        if grad:
+            with dr.suspend_grad():
+                bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active)
+        return L_dir, bs, bsdf_weight
+
+    def _attached_emitter_sample(self, scene, si, ds, em_weight, warp, rng, depth, active):
+        """The NEE sample's direction and weight, attached to the moving shading point.
+
+        A finite emitter's sample is a fixed point: its direction and distance follow the
+        shading point; an infinite emitter's is a fixed direction. An area emitter's sample is
+        held fixed in area measure, so the geometry term ``G = |cos_l| / r²`` is
+        differentiated; a delta emitter (point, spot, projector) has no area measure and its
+        ``eval_direction()`` computes its own falloff from the attached point (adding ``G``
+        would count a point light's ``1/r²`` twice). With a warp, the shadow ray is warped from
+        the attached vertex instead; its visibility is the detached sample's (constant in the
+        warped variables), so the warped ray is not traced again."""
+        finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+        to_light = ds.p - si.p
+        dist2 = dr.squared_norm(to_light)
+        ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
+        ds.dist = dr.select(finite, dr.sqrt(dist2), ds.dist)
+        if warp is None:
+            G = dr.abs(dr.dot(ds.n, ds.d)) / dist2
+            area = finite & ~ds.delta & (dr.detach(G) > 0)
+            det = dr.select(area, relative(G), 1)
+        else:
+            shadow = si.spawn_ray(dr.detach(ds.d))
+            ray_em, det = warp(scene, rng, shadow, depth + 1, active & ~ds.delta)
+            ds.d = dr.select(ds.delta, ds.d, ray_em.d)
+        value = scene.eval_emitter_direction(si, ds, active) * det
+        return ds, dr.replace_grad(em_weight, dr.select(ds.pdf != 0, value / ds.pdf, 0))
+
+    def _bsdf_ratios(
+        self, ctx, si, bsdf, ray, prev_si, ray_att, det, warp, depth, active, active_next
+    ):
+        """``(r_in, r_out)``: value 1, derivative ``∂f/f`` of the BSDF on the incoming side
+        (with a warp: the previous vertex's BSDF along the warped ray that reached ``si``, times
+        the Jacobian determinant) or the outgoing side (along the sampled ``ray``)."""
+        if warp is not None:
+            f = prev_si.bsdf().eval(ctx, prev_si, prev_si.to_local(ray_att.d), active & (depth > 0))
+            return det * dr.select(depth > 0, relative(f), 1), mi.Spectrum(1)
+        f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
+        return mi.Spectrum(1), relative(f)
+
+
+def _develop(film: mi.Film, pos, ray: mi.Ray3f, value: mi.Spectrum, alpha, spp: int):
+    """Splat per-sample ``value`` at film positions ``pos`` and develop the image."""
+    block = film.create_block()
+    block.set_coalesce(block.coalesce() and spp >= 4)
+    ADIntegrator._splat_to_block(
+        block, film, pos, value=value, weight=1.0, alpha=alpha, aovs=[], wavelengths=ray.wavelengths
+    )
+    film.put_block(block)
+    return film.develop()
+
+
+def _adjoint_radiance(film: mi.Film, pos, ray: mi.Ray3f, weight, grad_in, spp: int):
+    """``δL`` per sample: the image gradient ``grad_in`` pulled back through the film's
+    splatting and weight division (reverse mode of :func:`_develop`)."""
+    with dr.resume_grad():
+        L = dr.full(mi.Spectrum, 1.0, dr.width(ray))
+        dr.enable_grad(L)
+        image = _develop(film, pos, ray, L * weight, 1.0, spp)
+        dr.set_grad(image, grad_in)
+        dr.enqueue(dr.ADMode.Backward, image)
+        dr.traverse(dr.ADMode.Backward)
+        δL = dr.grad(L)
+    film.clear()
+    return δL

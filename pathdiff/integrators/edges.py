@@ -28,6 +28,7 @@ is measured by tracing both sides.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import drjit as dr
@@ -129,8 +130,11 @@ class MeshEdges:
         F0 = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
         F = _merge_vertices(P, F0)
         keep = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])
+        face_edges = np.full((len(F), 3), NONE, dtype=np.uint32)
+        faces = np.flatnonzero(keep)  # the mesh's face index of each kept face
         F, F0 = F[keep], F0[keep]
-        v0, v1, fa, fb = _edge_faces(F)
+        v0, v1, fa, fb, edge_of = _edge_faces(F)
+        face_edges[keep] = edge_of.reshape(-1, 3)
         boundary = fb < 0
         fb_ = np.where(boundary, fa, fb)
         # the mesh's own vertex indices of the endpoints on either face (split vertices)
@@ -144,8 +148,12 @@ class MeshEdges:
         self.v1 = mi.UInt32(v1)
         self.fa = mi.UInt32(F[fa].ravel())
         self.fb = mi.UInt32(F[np.where(boundary, fa, fb)].ravel())
-        self.face_a = mi.UInt32(fa)
-        self.face_b = mi.UInt32(np.where(boundary, NONE, fb))
+        self.face_a = mi.UInt32(faces[fa])
+        self.face_b = mi.UInt32(np.where(boundary, NONE, faces[fb_]))
+        #: per face of the mesh, its edges (edge ``k`` joins corners ``k`` and ``k + 1``;
+        #: ``NONE`` for degenerate faces)
+        self.face_edges = mi.UInt32(face_edges.ravel())
+        self.face_count = len(face_edges)
         self.open_edge = mi.Bool(boundary)  # one adjacent face
         self.smooth = mesh.has_vertex_normals()
 
@@ -203,15 +211,24 @@ class StaticEdges:
     def __init__(self, tables: list[MeshEdges]):
         self.tables = tables
         self.meshes = [t.mesh for t in tables]
-        v0, v1, fa, fb, face_a, face_b, mesh = ([] for _ in range(7))
-        offset = 0
+        v0, v1, fa, fb, face_a, face_b, mesh, face_edges = ([] for _ in range(8))
+        offset, edges, faces = 0, 0, 0
+        #: index of each table's first face in :attr:`face_edges`
+        self.face_offset = []
         for k, t in enumerate(tables):
             for out, table in ((v0, t.v0), (v1, t.v1), (fa, t.fa), (fb, t.fb)):
                 out.append(np.array(table) + offset)
             face_a.append(np.array(t.face_a))
             face_b.append(np.array(t.face_b))
             mesh.append(np.full(t.count, k))
+            fe = np.array(t.face_edges)
+            face_edges.append(np.where(fe == NONE, NONE, fe + edges).astype(np.uint32))
+            self.face_offset.append(faces)
             offset += t.mesh.vertex_count()
+            edges += t.count
+            faces += t.face_count
+        #: per face of every table, its three edges in this table (``NONE``: degenerate face)
+        self.face_edges = mi.UInt32(np.concatenate(face_edges) if face_edges else [])
         self.count = int(sum(len(m) for m in mesh))
         self.v0, self.v1, self.fa, self.fb, self.face_a, self.face_b, self.mesh = (
             mi.UInt32(np.concatenate(a).astype(np.uint32))
@@ -262,9 +279,10 @@ def _own_index(F: np.ndarray, F0: np.ndarray, face: np.ndarray, v: np.ndarray) -
 
 
 def _edge_faces(F: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Undirected edges ``(v0, v1)`` oriented as in their first face, and the adjacent faces
-    ``fa``, ``fb`` (``fb = -1`` on boundary edges). Non-manifold edges (3+ faces) are kept
-    with their first two faces, as candidates like any other edge."""
+    """Undirected edges ``(v0, v1)`` oriented as in their first face, the adjacent faces
+    ``fa``, ``fb`` (``fb = -1`` on boundary edges) and the edge of each half-edge ``3f + k``
+    (corners ``k``, ``k + 1`` of face ``f``). Non-manifold edges (3+ faces) are kept with
+    their first two faces, as candidates like any other edge."""
     nf = len(F)
     a = F.ravel()
     b = F[:, [1, 2, 0]].ravel()
@@ -272,17 +290,102 @@ def _edge_faces(F: np.ndarray) -> tuple[np.ndarray, ...]:
     key = np.minimum(a, b) * (F.max() + 1) + np.maximum(a, b)
     order = np.argsort(key, kind="stable")
     key, a, b, face = key[order], a[order], b[order], face[order]
-    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    first = np.r_[True, key[1:] != key[:-1]]
+    start = np.flatnonzero(first)
     count = np.diff(np.r_[start, len(key)])
     fb = np.where(count >= 2, face[np.minimum(start + 1, len(key) - 1)], -1)
-    return a[start], b[start], face[start], fb
+    edge_of = np.empty(len(key), dtype=np.uint32)
+    edge_of[order] = np.cumsum(first) - 1
+    return a[start], b[start], face[start], fb, edge_of
+
+
+@dataclass
+class EdgeSet:
+    """The edges one derivative render samples, with length-weighted distributions.
+
+    ``moving``: a table per mesh whose vertex positions carry derivatives; ``static``: at most
+    one table of all static meshes' edges (boundaries that move relative to a moving receiver
+    or camera hit); ``primary``: the tables whose edges move in the image (all meshes when
+    the camera moves); ``camera``: the camera moves."""
+
+    moving: list[tuple[MeshEdges, mi.DiscreteDistribution]]
+    static: list[tuple[StaticEdges, mi.DiscreteDistribution]]
+    primary: list[MeshEdges]
+    meshes: list[mi.Mesh]
+    camera: bool
+
+    def on_moving(self, si: mi.SurfaceInteraction3f) -> mi.Bool:
+        """Whether ``si`` lies on a moving mesh (static edges move relative to it)."""
+        moving = mi.Bool(False)
+        for mesh in self.meshes:
+            moving |= si.shape == mi.ShapePtr(mesh)
+        return moving
+
+
+class EdgeTables:
+    """An estimator's cache of edge tables: topology built once per mesh, positions gathered
+    per render. ``rule``: the crease rule (``LEGACY`` for the negative control);
+    ``static``: also sample static edges for moving receivers."""
+
+    def __init__(self, rule: str = "", static: bool = True):
+        self.rule = rule
+        self.static = static
+        self._tables: dict[int, MeshEdges] = {}
+        self._combined: dict[tuple, StaticEdges] = {}
+
+    def table(self, mesh: mi.Mesh) -> MeshEdges:
+        """The (cached) edge table of ``mesh``."""
+        if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
+            self._tables[id(mesh)] = MeshEdges(mesh, self.rule)
+        return self._tables[id(mesh)]
+
+    def edge_set(self, scene: mi.Scene, camera: bool, who: str = "pathdiff") -> EdgeSet:
+        """The :class:`EdgeSet` of a derivative render of ``scene`` (``camera``: the camera
+        moves). Moving analytic shapes, which have no edges here, are named in a warning.
+        No host round trip: a table whose weights all vanish yields ``pmf = NaN`` samples,
+        which every sampler rejects (``pmf > 0``)."""
+        moving = moving_meshes(scene)
+        for shape in moving_analytic_shapes(scene):
+            warnings.warn(
+                f"{who}: shape {shape.id() or shape.class_name()!r} "
+                f"({shape.class_name()}) moves, but analytic shapes have no boundary term here: "
+                "its silhouette and shadow derivatives are missing (use a triangle mesh)",
+                stacklevel=4,
+            )
+        tables = [self.table(mesh) for mesh in moving]
+        others = [s for s in scene.shapes() if s.is_mesh() and s not in moving]
+        with dr.suspend_grad():
+            distr = [(t, mi.DiscreteDistribution(t.geometry().weight())) for t in tables]
+            static = []
+            if self.static and (tables or camera) and others:
+                table = self.combined(others)
+                static.append((table, mi.DiscreteDistribution(table.geometry().weight())))
+        primary = [self.table(m) for m in scene.shapes() if m.is_mesh()] if camera else tables
+        return EdgeSet(distr, static, primary, moving, camera)
+
+    def combined(self, meshes: list[mi.Mesh]) -> StaticEdges:
+        """One table of ``meshes``' edges: indices built once per set of meshes (the last two
+        sets are kept), positions refreshed on every call."""
+        tables = [self.table(mesh) for mesh in meshes]
+        key = tuple(id(t) for t in tables)
+        cached = self._combined.get(key)
+        if cached is None or [t.mesh for t in cached.tables] != list(meshes):
+            cached = StaticEdges(tables)
+            self._combined = {**dict(list(self._combined.items())[-1:]), key: cached}
+        else:
+            cached.refresh()
+        return cached
 
 
 def moving_meshes(scene: mi.Scene) -> list[mi.Mesh]:
-    """Triangle meshes whose vertex positions currently carry derivatives."""
-    return [
-        s for s in scene.shapes() if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())
-    ]
+    """Triangle meshes whose vertex positions currently carry derivatives (also when asked
+    inside ``dr.suspend_grad``)."""
+    with dr.resume_grad():
+        return [
+            s
+            for s in scene.shapes()
+            if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())
+        ]
 
 
 def moving_analytic_shapes(scene: mi.Scene) -> list[mi.Shape]:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import drjit as dr
 import mitsuba as mi
 
-from .base import UNBOUNDED_DEPTH, RNGSampler, face_viewer
-from .edge import EPS_ANGLE, EdgeIntegrator
-from .edges import MeshEdges, StaticEdges
+from .base import UNBOUNDED_DEPTH, PathLoopIntegrator, Terms
+from .edge import camera_moves
+from .edges import EdgeSet, EdgeTables, MeshEdges, StaticEdges
+from .primary import PrimaryEdges
+from .sampling import RNGSampler, face_viewer
+from .secondary import SecondaryEdges, nee_share, side_rays
 
 #: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
 EMITTER_FRACTION = 0.5
@@ -32,7 +36,7 @@ class Segment:
     ok: mi.Bool
 
 
-class PSDRIntegrator(EdgeIntegrator):
+class PSDRIntegrator(PathLoopIntegrator):
     """Interior term (``pathdiff_prb``) plus the boundary term sampled in path space
     (Zhang et al. 2020, "Path-space differentiable rendering").
 
@@ -79,10 +83,32 @@ class PSDRIntegrator(EdgeIntegrator):
 
     def __init__(self, props: mi.Properties):
         super().__init__(props)
+        self.edges = EdgeTables(props.get("crease_rule", ""), props.get("static_edges", True))
+        self.primary = PrimaryEdges(props)
+        self.secondary = SecondaryEdges(props)
         self.boundary_depth = props.get("boundary_depth", 4)
         if self.boundary_depth < 0 and self.max_depth == UNBOUNDED_DEPTH:
             raise ValueError("boundary_depth=-1 needs a finite max_depth")
-        self.options.update(boundary_depth=self.boundary_depth)
+        self.options.update(
+            **self.primary.options(),
+            **self.secondary.options(),
+            static_edges=self.edges.static,
+            boundary_depth=self.boundary_depth,
+        )
+
+    def terms(self, scene: mi.Scene, sensor: mi.Sensor | None = None) -> Terms:
+        """Primary edges (``K = 0``), boundary segments in path space (``1 ≤ K ≤``
+        :meth:`path_depth`) and shading-point edge sampling beyond."""
+        edges = self.edges.edge_set(scene, camera_moves(scene, sensor), self.plugin)
+        K = self.path_depth()
+        deeper = self.max_depth == UNBOUNDED_DEPTH or K < self.max_depth - 1
+        return Terms(
+            vertex=self.secondary.term(self, edges, min_depth=K) if deeper else None,
+            boundary=[
+                partial(self.primary.image, edges=edges, loop=self),
+                partial(self.path_boundary, edges=edges),
+            ],
+        )
 
     def path_depth(self) -> int:
         """Largest boundary depth ``K`` sampled in path space."""
@@ -91,29 +117,12 @@ class PSDRIntegrator(EdgeIntegrator):
         last = self.max_depth - 1
         return last if self.boundary_depth < 0 else min(self.boundary_depth, last)
 
-    def boundary(
-        self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
-    ) -> mi.TensorXf | None:
-        """Attached zero-valued image: primary (image-plane) plus path-space boundary terms."""
-        terms = (self.primary_boundary, self.path_boundary)
-        images = [b for b in (t(scene, sensor, seed, spp) for t in terms) if b is not None]
-        return sum(images[1:], images[0]) if images else None
-
-    # ---- Shading-point edge sampling only beyond the path-space depths -----------------------
-    def has_vertex_term(self) -> bool:
-        return super().has_vertex_term() and self.path_depth() < self.max_depth - 1
-
-    def vertex_term(self, scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
-        return super().vertex_term(
-            scene, si, bsdf, β, depth, rng, active & (depth >= self.path_depth())
-        )
-
     # ---- Path-space boundary term -------------------------------------------------------------
     def path_boundary(
-        self, scene: mi.Scene, sensor: int | mi.Sensor, seed: int, spp: int
+        self, scene: mi.Scene, sensor: mi.Sensor, seed: int, spp: int, edges: EdgeSet
     ) -> mi.TensorXf | None:
         """Attached zero-valued image whose derivative is the boundary term for ``K ≥ 1``."""
-        if self._camera:
+        if edges.camera:
             warnings.warn(
                 "pathdiff_psdr: with a moving camera, boundaries seen directly in shadows "
                 "are missed (its K = 1 term does not move with the camera); use pathdiff_edge "
@@ -121,26 +130,25 @@ class PSDRIntegrator(EdgeIntegrator):
                 stacklevel=2,
             )
         depth = self.path_depth()
-        if depth < 1 or not self._edges:
+        if depth < 1 or not edges.moving:
             return None
-        if isinstance(sensor, int):
-            sensor = scene.sensors()[sensor]
         W, H = sensor.film().crop_size()
-        spp = self.edge_samples or spp or sensor.sampler().sample_count()
-        N = W * H * spp
+        N = W * H * self.primary.samples_per_pixel(spp, sensor)
         image = dr.zeros(mi.Float, W * H * 3)
-        tables = [(t, d, False) for t, d in self._edges] + [(t, d, True) for t, d in self._static]
+        tables = [(t, d, False) for t, d in edges.moving] + [(t, d, True) for t, d in edges.static]
         for i, (table, distr, static) in enumerate(tables):
             rng = RNGSampler(mi.PCG32(N, dr.opaque(mi.UInt64, seed << 8 | i), mi.UInt64(STREAM)))
             # Static edges at K ≥ 2 would be weighted by the ray-attached velocity of x_K along
             # a BSDF-sampled ray, ∝ 1/|cos θ_K|: an estimator with unbounded variance.
-            self._table_boundary(scene, sensor, table, distr, rng, N, 1 if static else depth, image)
+            K = 1 if static else depth
+            self._table_boundary(scene, sensor, edges, table, distr, rng, N, K, image)
         return mi.TensorXf(image, shape=(H, W, 3))
 
     def _table_boundary(
         self,
         scene: mi.Scene,
         sensor: mi.Sensor,
+        edges: EdgeSet,
         table: MeshEdges | StaticEdges,
         distr: mi.DiscreteDistribution,
         rng: RNGSampler,
@@ -150,7 +158,7 @@ class PSDRIntegrator(EdgeIntegrator):
     ) -> None:
         """Splat ``N`` boundary segments on the edges of ``table`` for ``K = 1..depth``."""
         with dr.suspend_grad():
-            seg = self._segment(scene, table, distr, rng)
+            seg = self._segment(scene, edges, table, distr, rng)
             keep = dr.compress(seg.ok)  # most samples are rejected: drop them now
             if dr.width(keep) == 0:
                 return
@@ -170,7 +178,7 @@ class PSDRIntegrator(EdgeIntegrator):
                 dr.eval(value, uv, hit, ΔL, ΔS)  # own kernel, reused across seeds
             α, α_x = self._normal_motion(scene, table, seg, origin)
             value = value * (ΔL * (α - dr.detach(α)) - ΔS * (α_x - dr.detach(α_x)))
-            self._splat(sensor.film(), image, uv, value, hit)
+            self.primary.splat(sensor.film(), image, uv, value, hit)
             if K < depth:
                 with dr.suspend_grad():
                     si, weight = self._bounce(scene, si, rng, seg.ok & si.is_valid())
@@ -181,6 +189,7 @@ class PSDRIntegrator(EdgeIntegrator):
     def _segment(
         self,
         scene: mi.Scene,
+        edges: EdgeSet,
         table: MeshEdges | StaticEdges,
         distr: mi.DiscreteDistribution,
         rng: RNGSampler,
@@ -203,20 +212,12 @@ class PSDRIntegrator(EdgeIntegrator):
         m_len = dr.norm(m)
         ok &= si.is_valid() & ~own & g.candidate(si.p) & (m_len > 0)
         if static:
-            ok &= self.on_moving(si)
+            ok &= edges.on_moving(si)
         return Segment(idx, pmf, ω, m / m_len, si, y, uniform, ok)
 
     def _rays(self, seg: Segment) -> list[mi.Ray3f]:
-        """The rays from ``x_K`` through ``y ± δ n_hat`` (``δ = ε |y − x_K|``): just on the "+"
-        and the "−" side of the edge. Aiming at points, not directions, keeps the ray
-        origin's offset off the surface from cancelling ``δ``."""
-        δ = EPS_ANGLE * dr.norm(seg.y.p - seg.si.p)
-        rays = []
-        for s in (1, -1):
-            ray = seg.si.spawn_ray(seg.ω)
-            ray.d = dr.normalize(seg.y.p + s * δ * seg.n_hat - ray.o)
-            rays.append(ray)
-        return rays
+        """The rays from ``x_K`` just on the "+" and the "−" side of the edge at ``y``."""
+        return side_rays(seg.si, seg.ω, seg.y.p, seg.n_hat)
 
     def _first_hits(self, scene: mi.Scene, seg: Segment) -> tuple[list, list]:
         """Emission at the first hit of each side ray and the emitter strategy's density of
@@ -237,7 +238,7 @@ class PSDRIntegrator(EdgeIntegrator):
         if self.bend_normals:
             si, _ = face_viewer(si, -si.to_world(si.wi))
         r_e = dr.norm(seg.y.p - si.p)
-        return [self.nee_share(scene, si, si.bsdf(), ray, r_e, seg.ok) for ray in self._rays(seg)]
+        return [nee_share(scene, si, si.bsdf(), ray, r_e, seg.ok) for ray in self._rays(seg)]
 
     def _radiance_difference(
         self,

@@ -1,0 +1,92 @@
+"""Sampling helpers shared by the path loop and the boundary estimators.
+
+``RNGSampler`` (a per-lane PCG32 for boundary samples that must not shift the path's random
+numbers), the balance heuristic, the relative-derivative factor ``f/detach(f)`` and
+:func:`face_viewer` (shading normals bent towards the viewer).
+"""
+
+from __future__ import annotations
+
+import drjit as dr
+import mitsuba as mi
+
+
+def relative(f: mi.Spectrum) -> mi.Spectrum:
+    """Value 1, derivative ∂f/f (0 where f vanishes)."""
+    return dr.replace_grad(mi.Spectrum(1), dr.select(dr.detach(f) != 0, f / dr.detach(f), 0))
+
+
+def mis_weight(pdf_a: mi.Float, pdf_b: mi.Float) -> mi.Float:
+    """Balance heuristic ``pdf_a / (pdf_a + pdf_b)``, 0 where both vanish."""
+    total = pdf_a + pdf_b
+    return dr.detach(dr.select(total > 0, pdf_a / total, 0))
+
+
+#: smallest |cos| between the bent shading normal and the viewing direction
+BEND_EPS = 1e-3
+
+
+def face_viewer(
+    si: mi.SurfaceInteraction3f, d: mi.Vector3f
+) -> tuple[mi.SurfaceInteraction3f, mi.Bool]:
+    """A copy of ``si`` (seen along ``d``, from the camera's side of the path) whose shading
+    frame faces the same side as the geometric normal: ``sign(n_s·d) = sign(n_g·d)`` with
+    ``|n_s·d| ≥ ε``; ``si.wi`` keeps its world direction. Also returns where it bent.
+
+    An interpolated normal can face away from a viewer who sees the surface's front
+    (near smooth silhouettes); BSDFs are black there, and the border of that band is a
+    discontinuity inside triangles that no edge sampler sees. Removing the normal's
+    component along ``d`` beyond the margin, ``n_s ← n_s − (n_s·d − s ε) d`` with
+    ``s = sign(n_g·d)``, is continuous (identity at the margin) and differentiable, so the
+    integrand has no such discontinuity. Faceted surfaces only change at grazing
+    ``|cos| < ε``.
+    """
+    si = type(si)(si)
+    wi = si.to_world(si.wi)
+    n = si.sh_frame.n
+    α = dr.dot(n, d)
+    s = dr.sign(dr.dot(si.n, d))
+    bend = si.is_valid() & (s * α < BEND_EPS)
+    n_b = dr.normalize(n - (α - s * BEND_EPS) * d)
+    t = dr.normalize(si.sh_frame.s - dr.dot(si.sh_frame.s, n_b) * n_b)
+    frame = mi.Frame3f(t, dr.cross(n_b, t), n_b)
+    si.sh_frame = dr.select(bend, frame, si.sh_frame)
+    si.wi = dr.select(bend, si.to_local(wi), si.wi)
+    return si, bend
+
+
+class _VariantStruct(type):
+    """Resolves ``DRJIT_STRUCT`` when Dr.Jit asks for it, so that it names the ``PCG32`` of
+    the variant active then (not the one active when this module was imported)."""
+
+    @property
+    def DRJIT_STRUCT(cls) -> dict:  # noqa: N802 (Dr.Jit's name)
+        return {"rng": mi.PCG32}
+
+
+class RNGSampler(metaclass=_VariantStruct):
+    """A per-lane PCG32 behind the ``next_1d``/``next_2d`` sampler interface.
+
+    Loop state of the replay for estimators that need random numbers the primal pass does
+    not draw (boundary samples); copying it replays the same numbers.
+    """
+
+    def __init__(self, rng: mi.PCG32 | None = None):
+        self.rng = rng if rng is not None else mi.PCG32()
+
+    @staticmethod
+    def from_ray(ray: mi.Ray3f, salt: int = 0) -> RNGSampler:
+        """Seed one generator per lane from the lane index and the (jittered) ray."""
+        n = dr.width(ray.d)
+        bits = dr.reinterpret_array(mi.UInt32, ray.d.x) ^ dr.reinterpret_array(mi.UInt32, ray.d.y)
+        s0, s1 = mi.sample_tea_32(dr.arange(mi.UInt32, n) ^ mi.UInt32(salt), bits)
+        return RNGSampler(mi.PCG32(n, mi.UInt64(s0) << 32 | mi.UInt64(s1)))
+
+    def copy(self) -> RNGSampler:
+        return RNGSampler(mi.PCG32(self.rng))
+
+    def next_1d(self, active: mi.Bool = True) -> mi.Float:
+        return self.rng.next_float32(active)
+
+    def next_2d(self, active: mi.Bool = True) -> mi.Point2f:
+        return mi.Point2f(self.rng.next_float32(active), self.rng.next_float32(active))
