@@ -31,3 +31,16 @@ def test_no_warning_where_nothing_is_missing(pd, tmp_path):
         warnings.simplefilter("error")
         pd.derivative(scene, "sensor.rotate.x", "edge", spp=2)
         pd.derivative(scene, "floor.translate.y", "edge", spp=2)
+
+
+def test_delta_light_shadow_limits(pd, tmp_path):
+    """reparam has no shadow term for delta lights; edge/psdr differentiate camera-seen
+    shadows only, which they say when paths go deeper than one bounce."""
+    from test_delta_shadows import _scene as shadow_scene
+
+    scene = shadow_scene(tmp_path, "point", res=8)
+    with pytest.warns(UserWarning, match=r"pathdiff_reparam: delta lights \('light'\)"):
+        pd.derivative(scene, "card.translate.x", "reparam", spp=1)
+    for integrator in ("edge", "psdr"):
+        with pytest.warns(UserWarning, match=f"pathdiff_{integrator}: the shadows .*'light'"):
+            pd.derivative(scene, "card.translate.x", integrator, spp=1, max_depth=3)

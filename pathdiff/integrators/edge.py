@@ -11,6 +11,7 @@ from .camera import attached as camera_attached
 from .edges import EdgeTables
 from .primary import PrimaryEdges
 from .secondary import SecondaryEdges
+from .shadows import DeltaShadows
 
 
 class EdgeIntegrator(PathLoopIntegrator):
@@ -55,8 +56,12 @@ class EdgeIntegrator(PathLoopIntegrator):
         self.edges = EdgeTables(props.get("crease_rule", ""), props.get("static_edges", True))
         self.primary = PrimaryEdges(props)
         self.secondary = SecondaryEdges(props)
+        self.shadows = DeltaShadows(props)
         self.options.update(
-            **self.primary.options(), **self.secondary.options(), static_edges=self.edges.static
+            **self.primary.options(),
+            **self.secondary.options(),
+            **self.shadows.options(),
+            static_edges=self.edges.static,
         )
 
     def terms(self, scene: mi.Scene, sensor: mi.Sensor | None = None) -> Terms:
@@ -64,7 +69,10 @@ class EdgeIntegrator(PathLoopIntegrator):
         edges = self.edges.edge_set(scene, camera_moves(scene, sensor), self.plugin)
         return Terms(
             vertex=self.secondary.term(self, edges),
-            boundary=[partial(self.primary.image, edges=edges, loop=self)],
+            boundary=[
+                partial(self.primary.image, edges=edges, loop=self),
+                partial(self.shadows.image, edges=edges, loop=self, primary=self.primary),
+            ],
         )
 
 

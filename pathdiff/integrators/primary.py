@@ -60,26 +60,14 @@ class PrimaryEdges:
         tables = edges.primary
         if not self.enabled or not tables:
             return None
-        camera = PinholeCamera.of(sensor) if camera_attached(sensor) else None
         film = sensor.film()
         W, H = film.crop_size()
         _warn_film(film)
         box = self.pixel_splat or film.rfilter().radius() <= 0.5 + 1e-6
         border = 0 if box or not film.sample_border() else int(film.rfilter().border_size())
         N = W * H * self.samples_per_pixel(spp, sensor)
-        to_world = sensor.world_transform()
-        c = to_world @ mi.Point3f(0)
-        forward = to_world @ mi.Vector3f(0, 0, 1)
-        near = sensor.near_clip()
-
-        def project(p):
-            if camera is not None:  # attached pose and fov
-                return camera.project(p)
-            it = dr.zeros(mi.Interaction3f, dr.width(p))
-            it.p = p
-            ds, _ = sensor.sample_direction(it, mi.Point2f(0))
-            return ds.uv, dr.dot(dr.detach(p) - c, forward) > near
-
+        c = sensor.world_transform() @ mi.Point3f(0)
+        project = self.projector(sensor)
         image = dr.zeros(mi.Float, W * H * 3)
         for i, table in enumerate(tables):
             with dr.suspend_grad():
@@ -107,6 +95,26 @@ class PrimaryEdges:
             Vn = dr.dot(n, x_att - dr.detach(x_att))
             self.splat(film, image, x, weight * Vn, inside)
         return mi.TensorXf(image, shape=(H, W, 3))
+
+    @staticmethod
+    def projector(sensor: mi.Sensor):
+        """``project(p) -> (film position in pixels, in front of the near plane)`` of world
+        points ``p``, attached to ``p`` and (when the camera moves) to the camera's pose/fov."""
+        camera = PinholeCamera.of(sensor) if camera_attached(sensor) else None
+        to_world = sensor.world_transform()
+        c = to_world @ mi.Point3f(0)
+        forward = to_world @ mi.Vector3f(0, 0, 1)
+        near = sensor.near_clip()
+
+        def project(p: mi.Point3f) -> tuple[mi.Point2f, mi.Bool]:
+            if camera is not None:  # attached pose and fov
+                return camera.project(p)
+            it = dr.zeros(mi.Interaction3f, dr.width(p))
+            it.p = p
+            ds, _ = sensor.sample_direction(it, mi.Point2f(0))
+            return ds.uv, dr.dot(dr.detach(p) - c, forward) > near
+
+        return project
 
     def camera_radiance(
         self,

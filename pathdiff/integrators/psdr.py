@@ -15,6 +15,7 @@ from .edges import EdgeSet, EdgeTables, MeshEdges, StaticEdges
 from .primary import PrimaryEdges
 from .sampling import RNGSampler, face_viewer
 from .secondary import SecondaryEdges, nee_share, side_rays
+from .shadows import DeltaShadows
 
 #: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
 EMITTER_FRACTION = 0.5
@@ -86,12 +87,14 @@ class PSDRIntegrator(PathLoopIntegrator):
         self.edges = EdgeTables(props.get("crease_rule", ""), props.get("static_edges", True))
         self.primary = PrimaryEdges(props)
         self.secondary = SecondaryEdges(props)
+        self.shadows = DeltaShadows(props)
         self.boundary_depth = props.get("boundary_depth", 4)
         if self.boundary_depth < 0 and self.max_depth == UNBOUNDED_DEPTH:
             raise ValueError("boundary_depth=-1 needs a finite max_depth")
         self.options.update(
             **self.primary.options(),
             **self.secondary.options(),
+            **self.shadows.options(),
             static_edges=self.edges.static,
             boundary_depth=self.boundary_depth,
         )
@@ -107,6 +110,7 @@ class PSDRIntegrator(PathLoopIntegrator):
             boundary=[
                 partial(self.primary.image, edges=edges, loop=self),
                 partial(self.path_boundary, edges=edges),
+                partial(self.shadows.image, edges=edges, loop=self, primary=self.primary),
             ],
         )
 

@@ -14,6 +14,7 @@ from .edge import camera_moves
 from .edges import NONE, EdgeTables, StaticEdges
 from .primary import PrimaryEdges
 from .sampling import RNGSampler
+from .shadows import delta_lights
 
 #: exponent γ of the harmonic kernel ``(D + B)^−γ``
 GAMMA = 3.0
@@ -95,6 +96,14 @@ class ReparamIntegrator(PathLoopIntegrator):
             )
         edges = self.edges.edge_set(scene, camera, self.plugin)
         warp = None
+        if edges.meshes and delta_lights(scene):
+            names = ", ".join(repr(e.id() or e.class_name()) for e in delta_lights(scene))
+            warnings.warn(
+                f"pathdiff_reparam: delta lights ({names}) have no area to warp: the shadows "
+                "they cast of moving meshes are not differentiated (use pathdiff_edge or "
+                "pathdiff_psdr)",
+                stacklevel=3,
+            )
         if edges.meshes:
             shapes = scene.shapes()
             meshes = [s for s in shapes if s.is_mesh()]
