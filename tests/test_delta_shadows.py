@@ -44,16 +44,29 @@ def _emitter(kind: str) -> dict:
             "irradiance": {"type": "rgb", "value": 2.0}}  # fmt: skip
 
 
-def _scene(tmp_path, kind: str, res: int = 16) -> mi.Scene:
+def _scene(tmp_path, kind: str, res: int = 16, wall: bool = False) -> mi.Scene:
+    """``wall``: the camera looks at a wall beside the floor instead, which only sees the
+    shadow in the light the floor reflects onto it (needs ``max_depth >= 3``)."""
     floor = [[-6, 0, -6], [6, 0, -6], [6, 0, 6], [-6, 0, 6]]
     card = [[-0.3, 0.8, -0.3], [0.3, 0.8, -0.3], [0.3, 0.8, 0.3], [-0.3, 0.8, 0.3]]
+    extra = {}
+    camera = mi.ScalarTransform4f().look_at(
+        origin=[-0.4, 3, 1.2], target=[0.1, 0, -0.1], up=[0, 0, 1]
+    )
+    if wall:
+        corners = [[-1, 0, 3], [-1, 3, 3], [-1, 3, -3], [-1, 0, -3]]
+        grey = {"type": "diffuse", "reflectance": {"type": "rgb", "value": 0.8}}
+        wall = _quad(tmp_path / "wall.ply", corners)
+        extra["wall"] = {"type": "ply", "filename": wall, "bsdf": grey}
+        camera = mi.ScalarTransform4f().look_at(
+            origin=[1.5, 0.7, 0], target=[-1, 1.3, 0], up=[0, 1, 0]
+        )
     return mi.load_dict({
         "type": "scene",
         "integrator": {"type": "pathdiff_path", "max_depth": 2},
         "sensor": {
             "type": "perspective", "fov": 50,
-            "to_world": mi.ScalarTransform4f().look_at(
-                origin=[-0.4, 3, 1.2], target=[0.1, 0, -0.1], up=[0, 0, 1]),
+            "to_world": camera,
             "film": {"type": "hdrfilm", "width": res, "height": res,
                      "rfilter": {"type": "box"}, "pixel_format": "rgb"},
         },
@@ -62,6 +75,7 @@ def _scene(tmp_path, kind: str, res: int = 16) -> mi.Scene:
         "card": {"type": "ply", "filename": _quad(tmp_path / "card.ply", card),
                  "bsdf": {"type": "diffuse", "reflectance": {"type": "rgb", "value": 0.3}}},
         "light": _emitter(kind),
+        **extra,
     }, optimize=False)  # fmt: skip
 
 
@@ -98,3 +112,20 @@ def _compare(pd, scene, **opts) -> None:
     fd = [pd.finite_difference(scene, spec, h=0.01, spp=256, seed=100 + s) for s in range(8)]
     result = compare(ad, fd, tiles=4)
     assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="documented limit, warned")
+def test_shadow_seen_in_indirect_light(pd, tmp_path):
+    """Known limit: a wall lit by the floor the card shadows (the shadow is not seen by the
+    camera, max_depth 3). Measured: the bottom rows of the view, FD +1.6 ... +7.3 per row,
+    every estimator 0 (no shadow-curve term at path vertices yet)."""
+    scene = _scene(tmp_path, "point", wall=True)
+    from pathdiff.stats import compare
+
+    spec = "card.translate.x"
+    ad = [pd.derivative(scene, spec, "edge", spp=16, seed=s, max_depth=3) for s in range(4)]
+    fd = [
+        pd.finite_difference(scene, spec, h=0.01, spp=256, seed=100 + s, max_depth=3)
+        for s in range(8)
+    ]
+    assert compare(ad, fd, tiles=4).passed

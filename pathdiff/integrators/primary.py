@@ -90,6 +90,7 @@ class PrimaryEdges:
                 L_minus = self.camera_radiance(loop, scene, sensor, x - EPS_PIXEL * n, rng, inside)
                 # pmf is NaN when no edge of the table can be seen: select, never multiply
                 weight = dr.select(inside, (L_minus - L_plus) * length / (pmf * N), 0)
+                n = dr.select(inside, n, 0)  # no NaN on rejected lanes, even times 0
             g = table.geometry(idx)
             x_att = dr.lerp(project(g.v0)[0], project(g.v1)[0], t)
             Vn = dr.dot(n, x_att - dr.detach(x_att))

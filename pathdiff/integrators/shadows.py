@@ -148,9 +148,10 @@ class DeltaShadows:
             L_plus = radiance(loop, scene, sensor, a + EPS_PIXEL * n_img, rng.copy(), inside)
             L_minus = radiance(loop, scene, sensor, a - EPS_PIXEL * n_img, rng, inside)
             weight = dr.select(inside, (L_minus - L_plus) * length / (pmf * N), 0)
+            n_img = dr.select(inside, n_img, 0)  # no NaN on rejected lanes, even times 0
         x_att = self._attached_point(scene, sensor, light, table, idx, t, si, inside)
         a_att, _ = project(x_att)
-        Vn = dr.dot(n_img, a_att - dr.detach(a_att))
+        Vn = dr.select(inside, dr.dot(n_img, a_att - dr.detach(a_att)), 0)
         primary.splat(film, image, a, weight * Vn, inside)
 
     def _attached_point(self, scene, sensor, light, table, idx, t, si, active) -> mi.Point3f:
@@ -169,5 +170,8 @@ class DeltaShadows:
         it.p = y
         ds, _ = light.sample_direction(it, mi.Point2f(0.5), active)
         u = -ds.d
-        λ = dr.dot(plane_n, plane_p - y) / dr.dot(plane_n, u)
+        # rejected lanes: finite partial derivatives (a NaN times a zero adjoint is a NaN)
+        n_u = dr.dot(plane_n, u)
+        n_u = dr.select(active & (dr.abs(dr.detach(n_u)) > 1e-8), n_u, 1)
+        λ = dr.select(active, dr.dot(plane_n, plane_p - y) / n_u, 0)
         return y + λ * u
