@@ -25,14 +25,26 @@ def scene_integrator_options(scene: mi.Scene) -> dict:
     integ = scene.integrator()
     if integ is None:
         return {}
-    if hasattr(integ, "options"):
+    if hasattr(integ, "options"):  # pathdiff's integrators keep their options
         return dict(integ.options)
+    opts = _native_depths(integ)
+    hide = getattr(integ, "hide_emitters", None)  # a property (a method in older Mitsubas)
+    if hide is not None:
+        opts["hide_emitters"] = bool(hide() if callable(hide) else hide)
+    return opts
+
+
+def _native_depths(integ: mi.Integrator) -> dict:
+    """``max_depth`` and ``rr_depth`` of one of Mitsuba's own integrators. Mitsuba 3.9 exposes
+    neither as a property nor through ``mi.traverse`` (only ``hide_emitters``); its
+    ``to_string()`` (``PathIntegrator[max_depth = 5, rr_depth = 3]``) is the one place they
+    appear, so they are read from there, in this one function (tests/test_scene.py checks
+    it against ``path``, ``volpath`` and ``prb``)."""
     opts = {}
-    for key in COMMON_OPTIONS:
-        m = re.search(rf"{key}\s*=\s*(-?\d+|true|false)", str(integ))
+    for key in ("max_depth", "rr_depth"):
+        m = re.search(rf"\b{key}\s*=\s*(-?\d+)", str(integ))
         if m:
-            v = m.group(1)
-            opts[key] = v == "true" if v in ("true", "false") else int(v)
+            opts[key] = int(m.group(1))
     if opts.get("max_depth") == UNBOUNDED_DEPTH:
         opts["max_depth"] = -1
     return opts

@@ -244,3 +244,23 @@ def test_load_errors(tmp_path, body, message):
 def test_missing_scene_file(tmp_path):
     with pytest.raises(SceneError, match="scene file not found: .*missing.xml"):
         load_scene(tmp_path / "missing.xml")
+
+
+@pytest.mark.parametrize("kind", ["path", "volpath", "prb"])
+def test_native_integrator_options(kind):
+    """The options a named integrator inherits from one of Mitsuba's own (issue 12.8)."""
+    import mitsuba as mi
+
+    from pathdiff.render import scene_integrator_options
+
+    scene = mi.load_dict(
+        {
+            "type": "scene",
+            "integrator": {"type": kind, "max_depth": -1, "rr_depth": 3, "hide_emitters": True},
+        }  # fmt: skip
+    )
+    assert scene_integrator_options(scene) == {
+        "max_depth": -1,
+        "rr_depth": 3,
+        "hide_emitters": True,
+    }
