@@ -35,5 +35,5 @@ def finite_difference(
                 img = mi.render(scene, integrator=integ, spp=spp, seed=seed, sensor=sensor)
                 images.append(np.array(img, dtype=np.float64))
     finally:
-        spec.reset(spec.params)
+        spec.reset()
     return ((images[0] - images[1]) / (2 * h)).astype(np.float32)

@@ -49,6 +49,7 @@ KINDS: dict[str, tuple[type, Callable[[float], bool], str]] = {
     "int>=2": (int, lambda v: v >= 2, "an integer >= 2"),
     "float>0": (float, lambda v: v > 0, "a positive number"),
     "float>=0": (float, lambda v: v >= 0, "a number >= 0"),
+    "[0,1)": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "depth": (int, lambda v: v == -1 or v >= 1, "-1 (unlimited) or an integer >= 1"),
 }
 

@@ -12,6 +12,7 @@ import numpy as np
 from .integrators import PLUGINS, plugin_name
 from .integrators.base import UNBOUNDED_DEPTH
 from .losses import get_loss
+from .params import scene_params
 from .scene import ParamSpec, bind_specs, resolve_param
 
 #: options every pathdiff integrator understands, inherited from the scene's integrator
@@ -180,7 +181,7 @@ def derivative(
         img = integ.render_forward(scene, params=θ, sensor=sensor, seed=seed, spp=spp)
         return np.array(img, dtype=np.float32)
     finally:
-        spec.reset(spec.params)
+        spec.reset()
 
 
 def _numpy(value) -> np.ndarray:
@@ -211,7 +212,7 @@ def gradient(
     """
     integ = make_integrator(scene, integrator, **opts)
     loss_fn = get_loss(loss)
-    params = mi.traverse(scene)
+    params = scene_params(scene)
     specs, direct = {}, []
     for key in keys:
         name = key if isinstance(key, str) else key.name
@@ -240,4 +241,4 @@ def gradient(
             dr.disable_grad(params[key])
         params.update()
         for spec, _ in specs.values():
-            spec.reset(spec.params)
+            spec.reset()

@@ -13,6 +13,8 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+from .params import scene_params
+
 
 class SceneError(RuntimeError):
     """A problem with the user's scene or parameter names; the message is one line."""
@@ -71,7 +73,7 @@ def _size(value) -> int:
 
 def list_params(scene: mi.Scene) -> list[tuple[str, str, int]]:
     """Differentiable parameters as ``(key, type name, number of scalar components)``."""
-    params = mi.traverse(scene)
+    params = scene_params(scene)
     out = []
     for key in params.keys():
         if not _differentiable(params, key):
@@ -108,7 +110,7 @@ def write_scene(
             d.set("value", xml_params[d.get("name")])
     defaults = {d.get("name"): d.get("value") for d in root.iter("default")}
     by_id = {e.get("id"): e for e in root.iter() if e.get("id") and e.tag != "ref"}
-    params = mi.traverse(scene)
+    params = scene_params(scene)
     meshes = {s.id(): s for s in scene.shapes() if s.is_mesh()}
     written, missing = set(), []
     for key in keys:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import drjit as dr
 import mitsuba as mi
 
+from .params import scene_params
 from .scene import SceneError, _differentiable, _size
 
 
@@ -75,8 +76,10 @@ class ParamSpec:
             return change
         return {k: cur[k] + (v - self.base[k]) for k, v in change.items()}
 
-    def reset(self, params: mi.SceneParameters) -> None:
-        """Restore the values captured when the spec was resolved."""
+    def reset(self, params: mi.SceneParameters | None = None) -> None:
+        """Restore the values captured when the spec was resolved (through ``params``,
+        default the spec's own: the scene's one traversal)."""
+        params = self.params if params is None else params
         if self.finish is not None:
             self.finish(None)
         for key, value in self.base.items():
@@ -117,7 +120,7 @@ def _kind(params: mi.SceneParameters, key: str) -> str:
 
 def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
     """Resolve a ParamSpec string (see the module docstring) against ``scene``."""
-    params = mi.traverse(scene)
+    params = scene_params(scene)
     m = re.fullmatch(r"(.+)\.(translate|rotate)\.([xyz])|(.+)\.(fov)", spec)
     sensors = {x.id(): x for x in scene.sensors() if x.id()}
     if m and spec not in params and (m.group(1) or m.group(4)) in sensors:

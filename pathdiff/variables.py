@@ -29,6 +29,7 @@ import mitsuba as mi
 import numpy as np
 
 from .inputs import InputError, MissingFileError
+from .params import scene_params
 from .scene import ParamSpec, SceneError, bind_specs, list_params, resolve_param
 
 #: (pattern on the key, lower bound, upper bound), first match wins
@@ -217,7 +218,7 @@ def select_variables(
 ) -> list[Variable]:
     """The variables named by ``--param`` arguments (globs expanded) or given as resolved
     :class:`ParamSpec` objects, with their bounds."""
-    params = mi.traverse(scene)
+    params = scene_params(scene)
     keys = [k for k, _, _ in list_params(scene)]
     out: dict[str, Variable] = {}
     for arg in args:

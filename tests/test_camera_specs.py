@@ -31,7 +31,7 @@ def test_sensor_specs_are_listed_and_move_the_real_sensor(pd, floor):
     before = np.array(floor.sensors()[0].world_transform().translation()).ravel()
     spec.bind(theta=mi.Float(0.5))
     moved = np.array(floor.sensors()[0].world_transform().translation()).ravel()
-    spec.reset(spec.params)
+    spec.reset()
     after = np.array(floor.sensors()[0].world_transform().translation()).ravel()
     np.testing.assert_allclose(moved - before, [0.5, 0, 0], atol=1e-5)
     np.testing.assert_allclose(after, before, atol=0)
@@ -60,7 +60,7 @@ def test_camera_derivative_is_zero_without_it(pd, floor):
         with pytest.raises(RuntimeError):  # "the argument does not depend on the input"
             integ.render_forward(floor, params=θ, sensor=0, seed=0, spp=4)
     finally:
-        spec.reset(spec.params)
+        spec.reset()
     fd = pd.finite_difference(floor, "sensor.rotate.x", h=0.2, spp=64)
     assert np.abs(fd).sum() > 0.1
 
@@ -88,7 +88,7 @@ def test_optimize_recovers_a_camera_rotation(pd, floor):
     spec = pd.resolve_param(floor, "sensor.rotate.x")
     spec.bind(theta=mi.Float(2.0))
     target = pd.render(floor, "path", spp=256, seed=5)
-    spec.reset(spec.params)
+    spec.reset()
     r = pd.optimize(floor, ["sensor.rotate.x"], [target], iters=40, spp=8, lr=0.1,
                     integrator="prb", progress=False)  # fmt: skip
     assert abs(r.values["sensor.rotate.x"][0] - 2.0) < 0.2, r.values

@@ -180,10 +180,10 @@ def test_backward_matches_forward(pd):
     θ = mi.Float(0.0)
     dr.enable_grad(θ)
     try:
-        spec.bind(spec.params, θ)
+        spec.bind(theta=θ)
         integ.render_backward(scene, params=θ, grad_in=mi.TensorXf(w), seed=3, spp=8)
         backward = dr.grad(θ)[0]
     finally:
-        spec.reset(spec.params)
+        spec.reset()
     assert abs(forward) > 1
     assert backward == pytest.approx(forward, rel=1e-4)

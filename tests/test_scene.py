@@ -75,19 +75,19 @@ def _forward(spec) -> np.ndarray:
     """d(params[key])/dθ at θ = 0 for the first key the spec writes."""
     θ = mi.Float(0.0)
     dr.enable_grad(θ)
-    spec.bind(spec.params, θ)
+    spec.bind(theta=θ)
     # keep gradients of interior nodes: textures derive data from the written tensor
     dr.forward(θ, dr.ADFlag.ClearNone)
     grad = _array(dr.grad(spec.params[spec.keys[0]]))
-    spec.reset(spec.params)
+    spec.reset()
     return grad
 
 
 def _moved(spec, theta: float) -> dict[str, np.ndarray]:
     """The values the spec writes at ``theta`` (then reset)."""
-    spec.bind(spec.params, mi.Float(theta))
+    spec.bind(theta=mi.Float(theta))
     out = {k: _array(spec.params[k]) for k in spec.keys}
-    spec.reset(spec.params)
+    spec.reset()
     return out
 
 
@@ -264,3 +264,24 @@ def test_native_integrator_options(kind):
         "rr_depth": 3,
         "hide_emitters": True,
     }
+
+
+def test_one_traversal_per_scene(scene):
+    """``scene_params`` traverses a scene once and shares the object; its values are live
+    (a change made through another traversal is seen), and another scene gets its own."""
+    from pathdiff.params import scene_params
+
+    params = scene_params(scene)
+    assert scene_params(scene) is params
+    assert resolve_param(scene, "box.translate.x").params is params
+    other = mi.traverse(scene)
+    key = "red.reflectance.value"
+    old = mi.Color3f(other[key])
+    other[key] = mi.Color3f(0.25, 0.5, 0.75)
+    other.update()
+    try:
+        assert np.allclose(np.array(params[key]).ravel(), [0.25, 0.5, 0.75])
+    finally:
+        other[key] = old
+        other.update()
+    assert scene_params(mi.load_dict({"type": "scene"})) is not params

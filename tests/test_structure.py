@@ -39,7 +39,7 @@ def _replay(pd, scene, integ, **terms) -> np.ndarray:
             δL, _, _, _ = integ.sample(dr.ADMode.Forward, scene, sampler, ray, state_in=L, **terms)
         return np.array(δL)
     finally:
-        spec.reset(spec.params)
+        spec.reset()
 
 
 @pytest.mark.parametrize("name", ["pathdiff_edge", "pathdiff_reparam"])
@@ -57,7 +57,7 @@ def test_sample_builds_its_own_terms(pd, tmp_path_factory, name):
         spec.bind(theta=θ)
         terms = integ.terms(scene)
     finally:
-        spec.reset(spec.params)
+        spec.reset()
     assert terms.vertex is not None or terms.warp is not None
     explicit = _replay(pd, scene, integ, terms=terms)
     interior = _replay(pd, scene, integ, terms=Terms())

@@ -24,8 +24,8 @@ def test_param_spec_resolves(pd, p):
     scene = sp.load(p, RES)
     for fd in (False, True):
         spec = sp.resolve(p, scene, fd=fd)
-        spec.bind(spec.params, 0.0)
-        spec.reset(spec.params)
+        spec.bind(theta=0.0)
+        spec.reset()
 
 
 @pytest.mark.parametrize("p", sp.PROBLEMS, ids=lambda p: p.name)

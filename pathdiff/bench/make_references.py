@@ -65,10 +65,10 @@ def make_reference(p: Problem, res: int, spp: int, seeds: int, target_spp: int) 
     mean, se = mean_se(runs)
     w = random_weights(runs[0].shape)
     try:
-        spec.bind(spec.params, mi.Float(p.target))
+        spec.bind(theta=mi.Float(p.target))
         target = pd.render(scene, "path", spp=target_spp, seed=SEED0 - 1, **p.opts)
     finally:
-        spec.reset(spec.params)
+        spec.reset()
     return {
         "mean": mean.astype(np.float32),
         "se": se.astype(np.float32),

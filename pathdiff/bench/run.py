@@ -16,8 +16,8 @@ compiles the kernels. Against the stored FD reference (:mod:`.make_references`):
 * **efficiency**: rel. MSE × time (lower is better);
 * **optimization**: ``opt_iters`` Adam steps on θ from 0 towards the target θ with the loss
   gradient (:func:`pathdiff.gradient`, reverse mode) of the estimator; the final parameter
-  error is ``|θ − target| / |target|``. (A minimal loop rather than :func:`pathdiff.optimize`,
-  which takes whole keys and ``resolve_param`` names, not the suite-local ParamSpecs.)
+  error is ``|θ − target| / |target|``, through :func:`pathdiff.optimize` (which takes the
+  suite-local ParamSpecs like any other).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathdiff.scene import ParamSpec
 from pathdiff.stats import mean_se, random_weights, summary, threshold
 
 from .main import NUMBERS
-from .problems import Problem, caveat, resolve, shifted
+from .problems import Problem, caveat, resolve
 
 MIB = 2**20
 #: absolute noise floor of the z-test, as a fraction of the RMS of the reference statistics
@@ -138,21 +138,30 @@ def bias(images: list[np.ndarray], ref_stats: np.ndarray) -> tuple[float, float,
 def optimize(
     p: Problem, scene: mi.Scene, spec: ParamSpec, target: np.ndarray, estimator: str, s: Settings
 ) -> list[float]:
-    """θ after each of ``opt_iters`` Adam steps. The learning rate decays geometrically from
-    |target| / 2 to |target| / 100 and β1 = 0.5 (less momentum than the usual 0.9, which
-    overshoots in so few steps): with exact gradients of a quadratic loss, 10 steps end within
-    0.1 % of the target."""
-    b1, b2, eps = 0.5, 0.999, 1e-12
-    θ, m, v, trace = 0.0, 0.0, 0.0, [0.0]
-    for t in range(1, s.opt_iters + 1):
-        key, seed = shifted(spec, θ), SEED0 + 100 + t
-        grads = pd.gradient(scene, [key], p.loss, target, estimator, s.opt_spp, seed, **p.opts)
-        g = float(grads[spec.name])
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
-        lr = abs(p.target) / 2 * 0.02 ** ((t - 1) / max(s.opt_iters - 1, 1))
-        θ -= lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
-        trace.append(θ)
-    return trace
+    """θ before and after each of ``opt_iters`` steps of :func:`pathdiff.optimize` from θ = 0
+    towards the target image, with the estimator's reverse-mode gradients. The learning rate
+    starts at |target| / 2 and decays to |target| / 100 (cosine, second half), and Adam's
+    β1 = 0.5 (less momentum than the usual 0.9, which overshoots in so few steps)."""
+    try:
+        res = pd.optimize(
+            scene,
+            [spec],
+            [target],
+            iters=s.opt_iters,
+            lr=abs(p.target) / 2,
+            lr_final=0.02,
+            beta1=0.5,
+            spp=s.opt_spp,
+            seed=SEED0 + 100,
+            loss=p.loss,
+            integrator=estimator,
+            integrator_options=dict(p.opts),
+            progress=False,
+        )
+    finally:
+        spec.reset()  # the scene as it was: the next estimator starts from the same place
+    # values at the start of each iteration, then the final one
+    return [float(θ) for θ in res.trajectory[spec.name][:, 0]] + [float(res.values[spec.name][0])]
 
 
 def run_pair(p: Problem, scene: mi.Scene, ref: dict, estimator: str, s: Settings) -> Result:

@@ -37,6 +37,9 @@ class OptimizeResult:
     files: list[str] = field(default_factory=list)
     #: what the run noticed (clipped views, parameters at bounds, an early plateau)
     notes: list[str] = field(default_factory=list)
+    #: per variable, its value after each iteration (rows; the trajectory's columns for it:
+    #: the components, or their mean for large parameters)
+    trajectory: dict[str, np.ndarray] = field(default_factory=dict)
 
     def error(self, name: str, values: np.ndarray | None = None) -> float:
         """Error of ``values`` (default: the final ones) to the truth (:func:`param_error`)."""

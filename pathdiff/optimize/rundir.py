@@ -188,7 +188,13 @@ def result(p, h: History, stop: str) -> OptimizeResult:
         skipped=list(h.skipped),
         seconds=h.elapsed,
         out_dir=None if p.out is None else str(p.out),
+        trajectory={v.name: rows[:, _value_columns(p.columns, v.name)] for v in p.vars},
     )
+
+
+def _value_columns(columns: list[str], name: str) -> list[int]:
+    """The trajectory columns holding variable ``name``'s value."""
+    return [i for i, c in enumerate(columns) if c == name or c.startswith((f"{name}[", f"{name}:"))]
 
 
 def finish(p, h: History, res: OptimizeResult) -> None:

@@ -44,6 +44,10 @@ class Settings:
         check="float>0",
         group=_OPT,
     )
+    beta1: float = option(
+        0.9, "Adam's first-moment decay (momentum); lower for very short runs", check="[0,1)",
+        group=_OPT,
+    )  # fmt: skip
     spp: int = option(8, "samples per pixel per iteration and target", check="int>0", group=_OPT)
     loss: str | Callable = option(
         "l2", "image loss", choices=sorted(set(LOSSES) - {"mean"}), group=_OPT

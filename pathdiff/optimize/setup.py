@@ -19,6 +19,7 @@ import numpy as np
 
 from ..inputs import InputError, as_input_error, read_json
 from ..losses import get_loss
+from ..params import scene_params
 from ..render import make_integrator
 from ..scene import ParamSpec, load_scene
 from ..targets import Target, film_size, load_target
@@ -66,6 +67,8 @@ def plan(
     if not param_args:
         raise InputError("no parameter to optimize: give at least one --param")
     variables = select_variables(scene, param_args, cfg.lr, cfg.lambda_)
+    for v in variables:
+        v.opt.beta_1 = cfg.beta1
     by_name = {v.name: v for v in variables}
     for name, value in values_for(variables, cfg.init, cfg.base_dir, "initial value").items():
         by_name[name].set_value(value)
@@ -76,7 +79,7 @@ def plan(
     return Plan(
         cfg=cfg,
         scene=scene,
-        params=mi.traverse(scene),
+        params=scene_params(scene),
         targets=loaded,
         vars=variables,
         truth=truth,
