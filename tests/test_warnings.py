@@ -34,13 +34,19 @@ def test_no_warning_where_nothing_is_missing(pd, tmp_path):
 
 
 def test_delta_light_shadow_limits(pd, tmp_path):
-    """reparam has no shadow term for delta lights; edge/psdr differentiate camera-seen
-    shadows only, which they say when paths go deeper than one bounce."""
+    """reparam has no shadow term for delta lights; edge/psdr miss shadows seen through ideal
+    specular surfaces (a mirror wall), and say nothing where nothing is missed."""
+    import warnings
+
     from test_delta_shadows import _scene as shadow_scene
 
     scene = shadow_scene(tmp_path, "point", res=8)
     with pytest.warns(UserWarning, match=r"pathdiff_reparam: delta lights \('light'\)"):
         pd.derivative(scene, "card.translate.x", "reparam", spp=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pd.derivative(scene, "card.translate.x", "edge", spp=1, max_depth=3)
+    mirror = shadow_scene(tmp_path, "point", res=8, wall=True, mirror=True)
     for integrator in ("edge", "psdr"):
-        with pytest.warns(UserWarning, match=f"pathdiff_{integrator}: the shadows .*'light'"):
-            pd.derivative(scene, "card.translate.x", integrator, spp=1, max_depth=3)
+        with pytest.warns(UserWarning, match=f"pathdiff_{integrator}: the shadows .*specular"):
+            pd.derivative(mirror, "card.translate.x", integrator, spp=1, max_depth=3)

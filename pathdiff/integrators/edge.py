@@ -12,6 +12,7 @@ from .edges import EdgeTables
 from .primary import PrimaryEdges
 from .secondary import SecondaryEdges
 from .shadows import DeltaShadows
+from .terms import vertex_terms
 
 
 class EdgeIntegrator(PathLoopIntegrator):
@@ -46,8 +47,9 @@ class EdgeIntegrator(PathLoopIntegrator):
     ``pixel_splat`` restore the pre-issue-14 crease rule and one-pixel splat (negative controls
     for the tests). Candidate edges: see :mod:`.edges` (split normals and UV seams are
     creases). Limits: pinhole perspective sensors, no crop window (warned); edges partly
-    behind the camera are skipped; moving emitters are not supported; shadows of delta lights
-    are not sampled.
+    behind the camera are skipped; moving emitters are not supported. Shadows of delta lights
+    (point, spot, projector, directional) seen by the camera: :mod:`.shadows` (option
+    ``delta_shadows``); seen indirectly they are missed (warned).
     """
 
     def __init__(self, props: mi.Properties):
@@ -68,7 +70,9 @@ class EdgeIntegrator(PathLoopIntegrator):
         """Secondary edges at every replay vertex, primary edges in the image."""
         edges = self.edges.edge_set(scene, camera_moves(scene, sensor), self.plugin)
         return Terms(
-            vertex=self.secondary.term(self, edges),
+            vertex=vertex_terms(
+                self.secondary.term(self, edges), self.shadows.term(self, scene, edges)
+            ),
             boundary=[
                 partial(self.primary.image, edges=edges, loop=self),
                 partial(self.shadows.image, edges=edges, loop=self, primary=self.primary),

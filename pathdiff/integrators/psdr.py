@@ -16,6 +16,7 @@ from .primary import PrimaryEdges
 from .sampling import RNGSampler, face_viewer
 from .secondary import SecondaryEdges, nee_share, side_rays
 from .shadows import DeltaShadows
+from .terms import vertex_terms
 
 #: probability of aiming a boundary segment at an emitter sample (else: uniform sphere)
 EMITTER_FRACTION = 0.5
@@ -76,7 +77,8 @@ class PSDRIntegrator(PathLoopIntegrator):
     mesh and for the static edges; default: the render's spp), ``boundary_depth`` (largest
     ``K`` in path space, default 4, -1: ``max_depth − 1``; deeper vertices get shading-point
     edge sampling unless ``secondary`` is false), ``static_edges`` (default true),
-    ``primary``. Limits: those of ``pathdiff_edge``; shadows of delta emitters are missed;
+    ``primary``, ``delta_shadows`` (camera-seen shadows of delta lights, :mod:`.shadows`).
+    Limits: those of ``pathdiff_edge`` (delta-light shadows seen indirectly are missed);
     static edges seen from a moving ``x_K`` at ``K ≥ 2`` are missed (their ray-attached
     weight ∝ 1/|cos θ_K| has unbounded variance); glossy vertices on the camera side of
     ``K ≥ 2`` make the importance walk noisy (use ``boundary_depth=1``).
@@ -106,7 +108,10 @@ class PSDRIntegrator(PathLoopIntegrator):
         K = self.path_depth()
         deeper = self.max_depth == UNBOUNDED_DEPTH or K < self.max_depth - 1
         return Terms(
-            vertex=self.secondary.term(self, edges, min_depth=K) if deeper else None,
+            vertex=vertex_terms(
+                self.secondary.term(self, edges, min_depth=K) if deeper else None,
+                self.shadows.term(self, scene, edges),
+            ),
             boundary=[
                 partial(self.primary.image, edges=edges, loop=self),
                 partial(self.path_boundary, edges=edges),

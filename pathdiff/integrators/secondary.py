@@ -16,7 +16,7 @@ the static edges move relative to ``p`` too: ``p`` is attached, so ``∂(ω·m)`
 vertex's own motion. That part of the velocity is not the whole story for the emission at
 the side rays' first hits: NEE holds its sample fixed on the emitter; :func:`nee_share`
 removes the difference. Option: ``secondary`` (default true). Limits: shadows of delta
-lights (point, spot) are not sampled.
+lights (point, spot) have no directions to sample here (see :mod:`.shadows`).
 """
 
 from __future__ import annotations

@@ -27,27 +27,42 @@ boundary segment from the light through an edge point:
 
 Edges of moving meshes are sampled, and with ``static_edges`` also the static edges whose
 shadow falls on a moving mesh (a moving receiver under a static occluder). Option
-``delta_shadows`` (default true). Limits: the shadow must be seen directly by the camera
-(shadows seen in reflections or lighting other surfaces indirectly are missed: a warning
-says so when the path is deeper than one bounce); moving lights are not differentiated.
+``delta_shadows`` (default true).
+
+Shadows seen from path vertices (in glossy reflections, and the light a shadowed region
+reflects onwards) are a vertex term of the replay (:meth:`DeltaShadows.term`): at a vertex
+``p`` the direction integral jumps across the directions ``ω = (x − p)/|x − p|`` of the
+shadow curve; with the same cast point ``x`` (visible from ``p``), the term is
+``β f_s(p, ω) (L⁻ − L⁺) |dω/dt| V_n / pmf`` with ``|dω/dt| = |(I − ωωᵀ) dx/dt| / |x − p|``,
+``L±`` the light's direct radiance reflected at ``x`` towards ``p`` times the light's
+visibility from the points beside the curve, and ``V_n`` the motion of ``ω`` (attached
+``x``, receiver plane ray-attached from the attached ``p``).
+
+Limits: shadows seen through ideal specular surfaces are missed (warned); moving lights are
+not differentiated.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import drjit as dr
 import mitsuba as mi
 
 from .edges import EdgeSet, StaticEdges
 from .primary import EPS_PIXEL, PrimaryEdges
-from .sampling import RNGSampler
+from .sampling import RNGSampler, face_viewer
 
 #: stream (PCG32 ``initseq``) of the shadow samples, apart from the other boundary samples
 STREAM = 0x5851F42D4C957F2D
 #: step (relative to the distance from the camera) of the central difference giving the
 #: image-plane tangent of the shadow curve
 TANGENT_STEP = 1e-4
+#: offset of the two points beside a shadow curve, relative to the viewer's distance: the
+#: light's visibility from points closer to the curve is below ray-intersection precision
+#: (at 1e-4 the shadow went unseen, measured)
+EPS_SIDE = 1e-3
 
 
 def delta_lights(scene: mi.Scene) -> list[mi.Emitter]:
@@ -81,12 +96,13 @@ class DeltaShadows:
         tables = edges.moving + edges.static
         if not self.enabled or not lights or not edges.moving:
             return None
-        if loop.max_depth > 2:
+        specular = [s for s in scene.shapes() if _has_delta_lobe(s)]
+        if specular:
             names = ", ".join(repr(e.id() or e.class_name()) for e in lights)
             warnings.warn(
                 f"{loop.plugin}: the shadows that delta lights ({names}) cast of moving meshes "
-                "are differentiated where the camera sees them, not in reflections or in the "
-                "light they reflect onwards (max_depth > 2)",
+                "are missed where they are seen through ideal specular surfaces "
+                f"({', '.join(repr(s.id() or s.class_name()) for s in specular)})",
                 stacklevel=4,
             )
         film = sensor.film()
@@ -108,64 +124,73 @@ class DeltaShadows:
         """``N`` shadow samples on the edges of ``table`` cast by ``light``."""
         film = sensor.film()
         W, H = film.crop_size()
+        c = sensor.world_transform() @ mi.Point3f(0)
         with dr.suspend_grad():
-            idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d())
-            t = rng.next_1d()
-            g = table.geometry(idx)
-            e = g.v1 - g.v0
-            y = dr.lerp(g.v0, g.v1, t)
-            it = dr.zeros(mi.Interaction3f, dr.width(y))
-            it.p = y
-            ds, spec = light.sample_direction(it, mi.Point2f(0.5), pmf > 0)
-            ok = (pmf > 0) & (ds.pdf > 0) & dr.any(spec != 0) & g.candidate(ds.p)
-            # y must see the light, and the ray continues beyond y to the receiver x
-            offset = (1 + dr.max(dr.abs(y))) * mi.math.RayEpsilon * 10
-            to_light = mi.Ray3f(y + offset * ds.d, ds.d, ds.dist * (1 - 1e-4) - offset)
-            ok &= ~scene.ray_test(to_light, ok)
-            si = scene.ray_intersect(mi.Ray3f(y - offset * ds.d, -ds.d), ok)
-            ok &= si.is_valid() & ~table.adjacent(idx, si, ok)
-            if isinstance(table, StaticEdges):
-                ok &= edges.on_moving(si)
-            u = -ds.d  # along the light's rays
-            n = si.n
-            n_u = dr.dot(n, u)
-            ok &= dr.abs(n_u) > 1e-6
-            finite = not mi.has_flag(light.flags(), mi.EmitterFlags.DeltaDirection)
-            s = si.t / ds.dist + 1 if finite else 1  # |x − l| / |y − l|
-            dx_dt = s * (e - u * dr.dot(n, e) / n_u)
-            x = si.p
+            sp = self._cast(scene, light, edges, table, distr, rng, True)
+            x = sp.si.p
             a, front = project(x)
-            c = sensor.world_transform() @ mi.Point3f(0)
-            h = TANGENT_STEP * dr.norm(x - c) / dr.maximum(dr.norm(dx_dt), 1e-12)
-            p_plus, _ = project(x + h * dx_dt)
-            p_minus, _ = project(x - h * dx_dt)
+            h = TANGENT_STEP * dr.norm(x - c) / dr.maximum(dr.norm(sp.dx_dt), 1e-12)
+            p_plus, _ = project(x + h * sp.dx_dt)
+            p_minus, _ = project(x - h * sp.dx_dt)
             tangent = (p_plus - p_minus) / (2 * h)
             length = dr.norm(tangent)
-            ok &= front & (length > 0)
             n_img = mi.Vector2f(-tangent.y, tangent.x) / length
-            inside = ok & (a.x >= 0) & (a.y >= 0) & (a.x < W) & (a.y < H)
+            inside = sp.ok & front & (length > 0)
+            inside &= (a.x >= 0) & (a.y >= 0) & (a.x < W) & (a.y < H)
+            # the camera rays beside the curve land EPS_SIDE |x − c| from it on the receiver
+            # (at least): closer, the light's visibility from them is below ray precision
+            px_per_unit = length / dr.maximum(dr.norm(sp.dx_dt), 1e-12)
+            ε = dr.maximum(EPS_PIXEL, EPS_SIDE * dr.norm(x - c) * px_per_unit)
             radiance = primary.camera_radiance
-            L_plus = radiance(loop, scene, sensor, a + EPS_PIXEL * n_img, rng.copy(), inside)
-            L_minus = radiance(loop, scene, sensor, a - EPS_PIXEL * n_img, rng, inside)
-            weight = dr.select(inside, (L_minus - L_plus) * length / (pmf * N), 0)
+            L_plus = radiance(loop, scene, sensor, a + ε * n_img, rng.copy(), inside)
+            L_minus = radiance(loop, scene, sensor, a - ε * n_img, rng, inside)
+            weight = dr.select(inside, (L_minus - L_plus) * length / (sp.pmf * N), 0)
             n_img = dr.select(inside, n_img, 0)  # no NaN on rejected lanes, even times 0
-        x_att = self._attached_point(scene, sensor, light, table, idx, t, si, inside)
+        x_att = self._attached_point(scene, light, table, sp, mi.Point3f(c), inside)
         a_att, _ = project(x_att)
         Vn = dr.select(inside, dr.dot(n_img, a_att - dr.detach(a_att)), 0)
         primary.splat(film, image, a, weight * Vn, inside)
 
-    def _attached_point(self, scene, sensor, light, table, idx, t, si, active) -> mi.Point3f:
-        """The shadow-curve point ``x(t)`` with derivatives: the attached edge point, cast
-        from the light onto the receiver's plane as the camera sees it (ray-attached)."""
+    def _cast(self, scene, light, edges, table, distr, rng, active) -> ShadowPoint:
+        """Sample an edge point ``y`` and cast it from ``light`` onto the receiver ``x``
+        (detached): the shadow-curve point and its tangent ``dx/dt``."""
+        idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d(active))
+        t = rng.next_1d(active)
         g = table.geometry(idx, active)
+        e = g.v1 - g.v0
         y = dr.lerp(g.v0, g.v1, t)
-        with dr.suspend_grad():
-            c = sensor.world_transform() @ mi.Point3f(0)
-            ray = mi.Ray3f(c, dr.normalize(si.p - c))
-        hit = scene.ray_intersect(ray, mi.RayFlags.All, False, active)
-        same = hit.is_valid() & (hit.shape == si.shape) & (hit.prim_index == si.prim_index)
-        plane_p = dr.select(same, hit.p, dr.detach(si.p))
-        plane_n = dr.select(same, hit.n, dr.detach(si.n))
+        it = dr.zeros(mi.Interaction3f, dr.width(y))
+        it.p = y
+        ok = mi.Bool(active) & (pmf > 0)
+        ds, spec = light.sample_direction(it, mi.Point2f(0.5), ok)
+        ok &= (ds.pdf > 0) & dr.any(spec != 0) & g.candidate(ds.p)
+        # y must see the light, and the ray continues beyond y to the receiver x
+        offset = (1 + dr.max(dr.abs(y))) * mi.math.RayEpsilon * 10
+        to_light = mi.Ray3f(y + offset * ds.d, ds.d, ds.dist * (1 - 1e-4) - offset)
+        ok &= ~scene.ray_test(to_light, ok)
+        si = scene.ray_intersect(mi.Ray3f(y - offset * ds.d, -ds.d), ok)
+        ok &= si.is_valid() & ~table.adjacent(idx, si, ok)
+        if isinstance(table, StaticEdges):
+            ok &= edges.on_moving(si)
+        u = -ds.d  # along the light's rays
+        n_u = dr.dot(si.n, u)
+        ok &= dr.abs(n_u) > 1e-6
+        finite = not mi.has_flag(light.flags(), mi.EmitterFlags.DeltaDirection)
+        s = si.t / ds.dist + 1 if finite else 1  # |x − l| / |y − l|
+        dx_dt = s * (e - u * dr.dot(si.n, e) / n_u)
+        return ShadowPoint(idx, pmf, t, si, dx_dt, ok)
+
+    def _attached_point(self, scene, light, table, sp: ShadowPoint, origin, active):
+        """The shadow-curve point ``x(t)`` with derivatives: the attached edge point, cast
+        from the light onto the receiver's plane as seen from ``origin`` (ray-attached: the
+        camera centre, or an attached path vertex)."""
+        g = table.geometry(sp.idx, active)
+        y = dr.lerp(g.v0, g.v1, sp.t)
+        d = dr.normalize(dr.detach(sp.si.p) - dr.detach(origin))
+        hit = scene.ray_intersect(mi.Ray3f(origin, d), mi.RayFlags.All, False, active)
+        same = hit.is_valid() & (hit.shape == sp.si.shape) & (hit.prim_index == sp.si.prim_index)
+        plane_p = dr.select(same, hit.p, dr.detach(sp.si.p))
+        plane_n = dr.select(same, hit.n, dr.detach(sp.si.n))
         it = dr.zeros(mi.Interaction3f, dr.width(y))
         it.p = y
         ds, _ = light.sample_direction(it, mi.Point2f(0.5), active)
@@ -175,3 +200,85 @@ class DeltaShadows:
         n_u = dr.select(active & (dr.abs(dr.detach(n_u)) > 1e-8), n_u, 1)
         λ = dr.select(active, dr.dot(plane_n, plane_p - y) / n_u, 0)
         return y + λ * u
+
+    # ---- Shadows seen from path vertices (the replay's vertex term) ---------------------------
+    def term(self, loop, scene: mi.Scene, edges: EdgeSet):
+        """The vertex term of one render: at a path vertex ``p``, the direction integral jumps
+        across the directions of shadow curves; ``None`` if paths are too short to see a
+        shadow from a vertex (``max_depth ≤ 2``) or nothing moves."""
+        lights = delta_lights(scene)
+        if not self.enabled or not lights or not edges.moving or loop.max_depth <= 2:
+            return None
+        tables = edges.moving + edges.static
+
+        def vertex_term(scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
+            total = mi.Spectrum(0)
+            active = active & (depth + 2 < loop.max_depth)  # x, one bounce on, does NEE
+            for light in lights:
+                for table, distr in tables:
+                    total += self._vertex_sample(
+                        loop, scene, edges, light, table, distr, si, bsdf, β, rng, active
+                    )
+            return total
+
+        return vertex_term
+
+    def _vertex_sample(self, loop, scene, edges, light, table, distr, si, bsdf, β, rng, active):
+        """One shadow-curve sample seen from the vertex ``si``: the boundary term
+        ``β f_s(ω) (L⁻ − L⁺) |dω/dt| V_n / pmf`` of its direction integral, where ``L±`` is the
+        delta light's direct radiance reflected at ``x`` towards ``si`` on either side."""
+        with dr.suspend_grad():
+            sp = self._cast(scene, light, edges, table, distr, rng, active)
+            x, p = sp.si.p, si.p
+            dist = dr.norm(x - p)
+            ω = (x - p) / dist
+            ok = sp.ok & (dist > 0)
+            ok &= ~scene.ray_test(si.spawn_ray_to(x - ω * (mi.math.RayEpsilon * dist)), ok)
+            # the delta light's radiance reflected at x towards p, on either side of the curve
+            si_x = mi.SurfaceInteraction3f(sp.si)
+            si_x.wi = si_x.to_local(-ω)
+            if loop.bend_normals:
+                si_x, _ = face_viewer(si_x, ω)
+            m_x = dr.normalize(dr.cross(sp.si.n, sp.dx_dt))  # in the receiver's plane
+            it = dr.zeros(mi.Interaction3f, dr.width(x))
+            it.p, it.n = x, sp.si.n
+            ds, spec = light.sample_direction(it, mi.Point2f(0.5), ok)
+            f_x = si_x.bsdf().eval(mi.BSDFContext(), si_x, si_x.to_local(ds.d), ok)
+            Le = f_x * spec
+            δ = EPS_SIDE * dist
+            lit = []
+            for sign in (1, -1):
+                it_s = mi.Interaction3f(it)
+                it_s.p = x + sign * δ * m_x
+                ds_s, _ = light.sample_direction(it_s, mi.Point2f(0.5), ok)
+                lit.append(~scene.ray_test(it_s.spawn_ray_to(ds_s.p), ok) & (ds_s.pdf > 0))
+            ΔV = mi.Float(dr.select(lit[1], 1.0, 0.0)) - dr.select(lit[0], 1.0, 0.0)
+            t_ω = (sp.dx_dt - ω * dr.dot(ω, sp.dx_dt)) / dist
+            length = dr.norm(t_ω)
+            n_ω = dr.normalize(dr.cross(ω, t_ω))
+            n_ω = dr.select(dr.dot(n_ω, m_x) < 0, -n_ω, n_ω)  # towards x + δ m_x
+            f_p = bsdf.eval(mi.BSDFContext(), si, si.to_local(ω), ok)
+            ok &= (length > 0) & (ΔV != 0)
+            weight = dr.select(ok, β * f_p * Le * ΔV * length / sp.pmf, 0)
+            n_ω = dr.select(ok, n_ω, 0)  # no NaN on rejected lanes, even times 0
+        x_att = self._attached_point(scene, light, table, sp, si.p, ok)
+        to_x = dr.select(ok, x_att - si.p, ω)
+        ω_att = to_x * dr.rsqrt(dr.squared_norm(to_x))
+        return dr.select(ok, weight * dr.dot(n_ω, ω_att - dr.detach(ω_att)), 0)
+
+
+@dataclass
+class ShadowPoint:
+    """A detached point ``x`` of a shadow curve, cast from edge ``idx`` at parameter ``t``."""
+
+    idx: mi.UInt32
+    pmf: mi.Float
+    t: mi.Float
+    si: mi.SurfaceInteraction3f  # the receiver at x
+    dx_dt: mi.Vector3f  # tangent of the curve in the receiver's plane
+    ok: mi.Bool
+
+
+def _has_delta_lobe(shape: mi.Shape) -> bool:
+    bsdf = shape.bsdf()
+    return bsdf is not None and mi.has_flag(bsdf.flags(), mi.BSDFFlags.Delta)

@@ -47,6 +47,21 @@ class VertexTerm(Protocol):
 Boundary = Callable[[mi.Scene, mi.Sensor, int, int], "mi.TensorXf | None"]
 
 
+def vertex_terms(*terms: VertexTerm | None) -> VertexTerm | None:
+    """The sum of several vertex terms (``None`` entries skipped; ``None`` if all are)."""
+    terms = [t for t in terms if t is not None]
+    if len(terms) <= 1:
+        return terms[0] if terms else None
+
+    def total(scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
+        out = terms[0](scene, si, bsdf, β, depth, rng, active)
+        for term in terms[1:]:
+            out += term(scene, si, bsdf, β, depth, rng, active)
+        return out
+
+    return total
+
+
 @dataclass
 class Terms:
     """What one derivative render adds to the shared loop (built per render, never stored).
