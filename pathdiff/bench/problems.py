@@ -195,6 +195,15 @@ PROBLEMS: list[Problem] = [
         visibility=True,
     ),
     Problem(
+        name="uv_seam",
+        scene="scenes/uv_seam.xml",
+        spec="obj.rotate.y",
+        covers="UV seam (split vertices, clamped texture) on a rotating sphere",
+        h=1.0,
+        target=10.0,
+        visibility=True,
+    ),
+    Problem(
         name="bunny_displace",
         scene="bundled/bunny/scene.xml",
         spec="mesh.displace",
