@@ -50,3 +50,11 @@ def test_delta_light_shadow_limits(pd, tmp_path):
     for integrator in ("edge", "psdr"):
         with pytest.warns(UserWarning, match=f"pathdiff_{integrator}: the shadows .*specular"):
             pd.derivative(mirror, "card.translate.x", integrator, spp=1, max_depth=3)
+
+
+def test_projector_frustum_limit(pd, tmp_path):
+    from test_delta_shadows import _scene as shadow_scene
+
+    scene = shadow_scene(tmp_path, "projector", res=8)
+    with pytest.warns(UserWarning, match=r"pathdiff_edge: projector 'light': the border"):
+        pd.derivative(scene, "card.translate.x", "edge", spp=1)

@@ -96,6 +96,14 @@ class DeltaShadows:
         tables = edges.moving + edges.static
         if not self.enabled or not lights or not edges.moving:
             return None
+        projectors = [e for e in lights if e.class_name() == "Projector"]
+        if projectors:
+            names = ", ".join(repr(e.id() or e.class_name()) for e in projectors)
+            warnings.warn(
+                f"{loop.plugin}: projector {names}: the border of its frustum and the edges of "
+                "its texels on moving surfaces are not differentiated (only its shadows)",
+                stacklevel=4,
+            )
         specular = [s for s in scene.shapes() if _has_delta_lobe(s)]
         if specular:
             names = ", ".join(repr(e.id() or e.class_name()) for e in lights)
