@@ -243,13 +243,29 @@ class StaticEdges:
             self.positions = dr.concat([t.mesh.vertex_positions_buffer() for t in self.tables])
             geometry = [t.geometry() for t in self.tables]
             self.always = dr.concat([g.always | g.crease for g in geometry])
+            # the faces' normals per edge, once per render (two gathers per sample, not six)
+            self.normals = [
+                dr.concat([dr.ravel(getattr(g, n)) for g in geometry]) for n in ("nA", "nB")
+            ]
 
     def geometry(self, idx: mi.UInt32 | None = None, active: mi.Bool = True) -> EdgeGeometry:
         """Geometry of the edges ``idx``; open edges and creases are flagged ``always``
         (both are candidates from everywhere)."""
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
-        return gather_edges(self.positions, self, self.always, True, idx, active)
+
+        def vertex(indices):
+            i = dr.gather(mi.UInt32, indices, idx, active)
+            return dr.gather(mi.Point3f, self.positions, i, active)
+
+        return EdgeGeometry(
+            v0=vertex(self.v0),
+            v1=vertex(self.v1),
+            nA=dr.gather(mi.Vector3f, self.normals[0], idx, active),
+            nB=dr.gather(mi.Vector3f, self.normals[1], idx, active),
+            always=dr.gather(mi.Bool, self.always, idx, active),
+            smooth=True,
+        )
 
     def adjacent(
         self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool = True
