@@ -169,19 +169,25 @@ def derivative(
     """
     spec = _as_spec(scene, spec)
     integ = make_integrator(scene, integrator, **opts)
-    θ = mi.Float(0.0)
-    dr.enable_grad(θ)
     try:
-        spec.bind(theta=θ)
-        # Push dθ = 1 into the scene parameters now: the integrator's AD scopes may not
-        # reach back across the θ -> parameter edges.
-        dr.set_grad(θ, 1.0)
-        dr.enqueue(dr.ADMode.Forward, θ)
-        dr.traverse(dr.ADMode.Forward, dr.ADFlag.ClearEdges)
+        θ = bind_tangent(spec)
         img = integ.render_forward(scene, params=θ, sensor=sensor, seed=seed, spp=spp)
         return np.array(img, dtype=np.float32)
     finally:
         spec.reset()
+
+
+def bind_tangent(spec: ParamSpec) -> mi.Float:
+    """Bind ``spec`` at θ = 0 with the forward tangent dθ = 1 already pushed into the scene
+    parameters (the integrator's AD scopes may not reach back across the θ -> parameter
+    edges); returns θ. The caller resets the spec."""
+    θ = mi.Float(0.0)
+    dr.enable_grad(θ)
+    spec.bind(theta=θ)
+    dr.set_grad(θ, 1.0)
+    dr.enqueue(dr.ADMode.Forward, θ)
+    dr.traverse(dr.ADMode.Forward, dr.ADFlag.ClearEdges)
+    return θ
 
 
 def _numpy(value) -> np.ndarray:

@@ -19,15 +19,9 @@ LIGHT_POS = [0.3, 1.2, 0.2]
 
 def _plane(path) -> str:
     """A 12 x 12 two-triangle floor at y = 0 facing up (larger than the view)."""
-    m = mi.Mesh("floor", 4, 2)
-    p = mi.traverse(m)
-    p["vertex_positions"] = mi.Float(
-        np.array([[-6, 0, -6], [6, 0, -6], [6, 0, 6], [-6, 0, 6]], np.float32).ravel()
-    )
-    p["faces"] = mi.UInt32(np.array([[0, 2, 1], [0, 3, 2]], np.uint32).ravel())
-    p.update()
-    m.write_ply(str(path))
-    return str(path)
+    from test_delta_shadows import _quad
+
+    return _quad(path, [[-6, 0, -6], [6, 0, -6], [6, 0, 6], [-6, 0, 6]])
 
 
 def _emitter(kind: str) -> dict:

@@ -16,6 +16,7 @@ import pytest
 from conftest import load_case
 
 from pathdiff.integrators.base import Terms
+from pathdiff.render import bind_tangent
 
 RES = 16
 
@@ -25,13 +26,8 @@ def _replay(pd, scene, integ, **terms) -> np.ndarray:
     with ``occluder.translate.x`` as θ; ``terms`` passed through to ``sample()``."""
     spec = pd.resolve_param(scene, "occluder.translate.x")
     sensor = scene.sensors()[0]
-    θ = mi.Float(0.0)
-    dr.enable_grad(θ)
     try:
-        spec.bind(theta=θ)
-        dr.set_grad(θ, 1.0)
-        dr.enqueue(dr.ADMode.Forward, θ)
-        dr.traverse(dr.ADMode.Forward, dr.ADFlag.ClearEdges)
+        bind_tangent(spec)
         with dr.suspend_grad():
             sampler, _ = integ.prepare(sensor, 5, 4)
             ray, _, _ = integ.sample_rays(scene, sensor, sampler)
