@@ -265,11 +265,14 @@ def _fd_runs(pd, name: str, motion: str, runs: int = 8, spp: int = 256) -> list[
     return _FD_CACHE[key]
 
 
-def _check(pd, name, motion, integrator, tiles=4, spp=32, **opts):
+def _check(pd, name, motion, integrator, tiles=4, spp=64, **opts):
+    """8 AD seeds (a standard error with 7 degrees of freedom, as in ``assert_matches_fd``) at
+    64 spp: the narrow penumbrae seen from moving camera hits make the secondary samples
+    heavy-tailed (cbox: one sample in 16 x 16 spp carried a tile; unbiased at 256 spp)."""
     from pathdiff.stats import compare
 
     scene = _load(pd, name)
-    ad = [camera_derivative(pd, scene, motion, integrator, spp, s, **opts) for s in range(4)]
+    ad = [camera_derivative(pd, scene, motion, integrator, spp, s, **opts) for s in range(8)]
     fd = _fd_runs(pd, name, motion)
     result = compare(ad, fd, tiles=tiles)
     significant = abs(result.b_mean) > 4 * result.b_se
@@ -279,16 +282,12 @@ def _check(pd, name, motion, integrator, tiles=4, spp=32, **opts):
 
 #: known failures (measured 2026-12-04; tile statistics |z| up to ~30):
 #: - psdr: its K = 1 path-space term does not treat camera hits as moving receivers, so
-#:   shadow boundaries seen directly are missed (a run-time warning says so);
-#: - edge on cbox: coincident edges of adjacent meshes (the box's walls meet at shared
-#:   edges) are sampled once per mesh, so a moving camera counts those creases twice;
-#: - edge, glossy fov: a residual in the shadow tiles, not yet understood.
-KNOWN = {
-    ("cbox", "translate.x", "edge"): "coincident edges of adjacent meshes counted twice",
-    ("cbox", "rotate.y", "edge"): "coincident edges of adjacent meshes counted twice",
-    ("cbox", "fov", "edge"): "coincident edges of adjacent meshes counted twice",
-    ("glossy", "fov", "edge"): "residual in the shadow tiles",
-}
+#:   shadow boundaries seen directly are missed (a run-time warning says so).
+#: - edge, glossy fov: the sun's penumbrae are narrow; seen from camera hits that slide,
+#:   their secondary samples are heavy-tailed (the failing tile agrees at 128 spp, z -0.2,
+#:   and fails at 64, z -6.7): variance, not a measured bias, but not a passing test either.
+#: (edge on cbox, fixed: the walls' shared edges were sampled once per wall, twice in all)
+KNOWN = {("glossy", "fov", "edge"): "heavy-tailed secondary samples of the sun's penumbrae"}
 GRADIENT_CASES = [
     pytest.param(
         name, motion, integrator,
@@ -307,3 +306,66 @@ GRADIENT_CASES = [
 def test_camera_gradient_matches_fd(pd, name, motion, integrator):
     result = _check(pd, name, motion, integrator)
     assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"
+
+
+# ---- Edges two meshes share ------------------------------------------------------------------
+def _corner(tmp_path) -> mi.Scene:
+    """A floor and a back wall, separate meshes sharing the edge where they meet (as the walls
+    of a box built from quads), under a uniform sky; the camera looks at that edge."""
+    from test_delta_shadows import _quad
+
+    floor = [[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]]
+    wall = [[-1, 0, -1], [-1, 2, -1], [1, 2, -1], [1, 0, -1]]
+    grey = {"type": "diffuse", "reflectance": {"type": "rgb", "value": 0.8}}
+    red = {"type": "diffuse", "reflectance": {"type": "rgb", "value": [0.6, 0.1, 0.1]}}
+    return mi.load_dict({
+        "type": "scene",
+        "integrator": {"type": "pathdiff_path", "max_depth": 2},
+        "sensor": {
+            "type": "perspective", "fov": 40,
+            "to_world": mi.ScalarTransform4f().look_at([0, 1.2, 2.5], [0, 0.3, -1], [0, 1, 0]),
+            "film": {"type": "hdrfilm", "width": 16, "height": 16, "rfilter": {"type": "box"}},
+        },
+        "sky": {"type": "constant", "radiance": {"type": "rgb", "value": 1.0}},
+        "floor": {"type": "ply", "filename": _quad(tmp_path / "floor.ply", floor), "bsdf": grey},
+        "wall": {"type": "ply", "filename": _quad(tmp_path / "wall.ply", wall), "bsdf": red},
+    }, optimize=False)  # fmt: skip
+
+
+def test_shared_edges_found_once(pd, tmp_path):
+    """The Cornell box's walls share 8 edges (12 of a cube, less the 4 of its open front): one
+    copy of each is sampled; meshes that move apart get both copies back."""
+    from pathdiff.integrators.edges import EdgeTables
+
+    scene = pd.load_scene(scene_path("cbox"), res=8)
+    tables = EdgeTables()
+    meshes = [tables.table(m) for m in scene.shapes()]
+    twins = tables.twins(meshes)
+    dropped = sum(int(dr.count(~twins.keep(k))[0]) for k in range(len(meshes)))
+    assert dropped == 8
+    static = tables.combined(list(scene.shapes()))
+    assert int(dr.count(~static.keep)[0]) == 8
+    params = mi.traverse(scene)
+    params["left.vertex_positions"] = params["left.vertex_positions"] - 0.1
+    params.update()
+    left = [s.id() for s in scene.shapes()].index("left")
+    assert bool(dr.all(twins.keep(left)))
+
+
+@pytest.mark.parametrize("once", [True, False])
+def test_shared_edge_counted_once(pd, tmp_path, monkeypatch, once):
+    """A moving camera sees the edge two meshes share as one image curve. Measured (16², row
+    sums along the edge): FD -3.9, AD -4.0; negative control (``once=False``, the old
+    behaviour: each mesh's copy sampled) -7.6."""
+    from pathdiff.integrators import edges
+    from pathdiff.stats import compare
+
+    if not once:
+        every = lambda self, k: dr.full(mi.Bool, True, self.tables[k].count)  # noqa: E731
+        monkeypatch.setattr(edges.Twins, "keep", every)
+    scene = _corner(tmp_path)
+    ad = [camera_derivative(pd, scene, "rotate.x", "edge", 16, s) for s in range(8)]
+    fd = [camera_fd(scene, "rotate.x", STEP["rotate"], 128, 100 + s) for s in range(8)]
+    result = compare(ad, fd, tiles=4)
+    assert abs(result.b_mean[0]) > 4 * result.b_se[0], "FD is not significant"
+    assert result.passed == once, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"

@@ -90,6 +90,7 @@ CASES = [
     ("spot", "card.translate.z", 0.01),
     ("spot", "floor.translate.y", 0.01),
     ("projector", "card.translate.x", 0.01),
+    ("projector", "floor.translate.y", 0.01),
     ("directional", "card.translate.x", 0.01),
     ("directional", "floor.translate.y", 0.01),
 ]

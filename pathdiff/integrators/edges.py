@@ -58,6 +58,9 @@ class EdgeGeometry:
     always: mi.Bool
     smooth: bool
     jump: mi.Bool | bool = False
+    #: false on the twin copies of an edge shared by two meshes (sampled once, see
+    #: :class:`Twins`)
+    keep: mi.Bool | bool = True
 
     @property
     def bent(self) -> mi.Bool:
@@ -78,7 +81,7 @@ class EdgeGeometry:
     def weight(self) -> mi.Float:
         """Edge length where the edge can ever be a discontinuity (0 on coplanar edges with
         nothing jumping across them)."""
-        ever = self.always | self.bent | self.jump
+        ever = (self.always | self.bent | self.jump) & self.keep
         return dr.select(ever, dr.norm(dr.detach(self.v1 - self.v0)), 0)
 
     def candidate(self, p: mi.Point3f) -> mi.Bool:
@@ -86,7 +89,7 @@ class EdgeGeometry:
         d = dr.detach(p - self.v0)
         sA = dr.dot(dr.detach(self.nA), d) > 0
         sB = dr.dot(dr.detach(self.nB), d) > 0
-        return self.always | self.crease | (sA != sB)
+        return (self.always | self.crease | (sA != sB)) & self.keep
 
 
 def gather_edges(
@@ -234,6 +237,7 @@ class StaticEdges:
             mi.UInt32(np.concatenate(a).astype(np.uint32))
             for a in (v0, v1, fa, fb, face_a, face_b, mesh)
         )
+        self.twins = Twins(tables)
         self.refresh()
 
     def refresh(self) -> None:
@@ -243,6 +247,7 @@ class StaticEdges:
             self.positions = dr.concat([t.mesh.vertex_positions_buffer() for t in self.tables])
             geometry = [t.geometry() for t in self.tables]
             self.always = dr.concat([g.always | g.crease for g in geometry])
+            self.keep = dr.concat([self.twins.keep(k) for k in range(len(self.tables))])
             # the faces' normals per edge, once per render (two gathers per sample, not six)
             self.normals = [
                 dr.concat([dr.ravel(getattr(g, n)) for g in geometry]) for n in ("nA", "nB")
@@ -265,6 +270,7 @@ class StaticEdges:
             nB=dr.gather(mi.Vector3f, self.normals[1], idx, active),
             always=dr.gather(mi.Bool, self.always, idx, active),
             smooth=True,
+            keep=dr.gather(mi.Bool, self.keep, idx, active),
         )
 
     def adjacent(
@@ -278,6 +284,85 @@ class StaticEdges:
         fa = dr.gather(mi.UInt32, self.face_a, idx, active)
         fb = dr.gather(mi.UInt32, self.face_b, idx, active)
         return same & ((fa == si.prim_index) | (fb == si.prim_index))
+
+
+class Twins:
+    """Open edges that two meshes share (the walls of a box built from separate quads): one
+    discontinuity, so one copy is sampled. Without this, a moving camera or receiver counts the
+    jump across such an edge once per mesh (measured on the Cornell box: the tiles along the
+    walls' shared edges twice FD).
+
+    The pairs are found once on the host (endpoints equal within 1e-6 of the set's diagonal,
+    either orientation); whether a pair still coincides is checked on the device per render,
+    so meshes that move apart get both edges back."""
+
+    def __init__(self, tables: list[MeshEdges]):
+        self.tables = tables
+        #: per table ``k``: ``(j, own edge indices, twin edge indices in table j)``, ``j < k``
+        self.pairs: list[list[tuple[int, mi.UInt32, mi.UInt32]]] = [[] for _ in tables]
+        self.q = 0.0
+        ends = [_open_edge_ends(t) for t in tables]
+        if len(tables) < 2 or not any(len(e[0]) for e in ends):
+            return
+        points = np.concatenate([p for _, a, b in ends for p in (a, b)] + [np.zeros((1, 3))])
+        q = 1e-6 * (float(np.linalg.norm(points.max(0) - points.min(0))) or 1.0)
+        first: dict[bytes, tuple[int, int]] = {}
+        for k, (idx, a, b) in enumerate(ends):
+            qa, qb = np.round(a / q).astype(np.int64), np.round(b / q).astype(np.int64)
+            less = _lex_less(qa, qb)[:, None]
+            lo, hi = np.where(less, qa, qb), np.where(less, qb, qa)
+            found: dict[int, tuple[list[int], list[int]]] = {}
+            for e, key in zip(idx, np.c_[lo, hi]):
+                key = key.tobytes()
+                if key in first and first[key][0] != k:
+                    j, twin = first[key]
+                    found.setdefault(j, ([], []))[0].append(e)
+                    found[j][1].append(twin)
+                else:
+                    first.setdefault(key, (k, int(e)))
+            self.pairs[k] = [(j, mi.UInt32(o), mi.UInt32(t)) for j, (o, t) in found.items()]
+        self.q = q
+
+    def keep(self, k: int) -> mi.Bool:
+        """Per edge of table ``k``: false where it still coincides with its earlier twin."""
+        table = self.tables[k]
+        keep = dr.full(mi.Bool, True, table.count)
+        for j, own, twin in self.pairs[k]:
+            other = self.tables[j]
+            a0, a1 = _ends(table, own)
+            b0, b1 = _ends(other, twin)
+            tol = 2 * self.q
+            same = (_close(a0, b0, tol) & _close(a1, b1, tol)) | (
+                _close(a0, b1, tol) & _close(a1, b0, tol)
+            )
+            dr.scatter(keep, mi.Bool(False), own, same)
+        return keep
+
+
+def _open_edge_ends(table: MeshEdges) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host copies: indices and endpoint positions of ``table``'s open edges."""
+    P = np.array(dr.detach(table.mesh.vertex_positions_buffer()), np.float64).reshape(-1, 3)
+    idx = np.flatnonzero(np.array(table.open_edge))
+    return idx, P[np.array(table.v0)[idx]], P[np.array(table.v1)[idx]]
+
+
+def _lex_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise lexicographic ``a < b`` of integer point arrays."""
+    diff = a != b
+    first = np.argmax(diff, axis=1)
+    rows = np.arange(len(a))
+    return diff.any(1) & (a[rows, first] < b[rows, first])
+
+
+def _ends(table: MeshEdges, idx: mi.UInt32) -> tuple[mi.Point3f, mi.Point3f]:
+    """Detached endpoint positions of edges ``idx`` of a mesh table."""
+    P = dr.detach(table.mesh.vertex_positions_buffer())
+    v0, v1 = (dr.gather(mi.UInt32, v, idx) for v in (table.v0, table.v1))
+    return dr.gather(mi.Point3f, P, v0), dr.gather(mi.Point3f, P, v1)
+
+
+def _close(a: mi.Point3f, b: mi.Point3f, tol: float) -> mi.Bool:
+    return dr.max(dr.abs(a - b)) <= tol
 
 
 def _merge_vertices(P: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -329,6 +414,8 @@ class EdgeSet:
     primary: list[MeshEdges]
     meshes: list[mi.Mesh]
     camera: bool
+    #: per primary table: false on the twin copies of edges shared with an earlier table
+    primary_keep: list[mi.Bool | bool]
 
     def on_moving(self, si: mi.SurfaceInteraction3f) -> mi.Bool:
         """Whether ``si`` lies on a moving mesh (static edges move relative to it)."""
@@ -348,6 +435,7 @@ class EdgeTables:
         self.static = static
         self._tables: dict[int, MeshEdges] = {}
         self._combined: dict[tuple, StaticEdges] = {}
+        self._twins: tuple[tuple, Twins] | None = None
 
     def table(self, mesh: mi.Mesh) -> MeshEdges:
         """The (cached) edge table of ``mesh``."""
@@ -376,8 +464,19 @@ class EdgeTables:
             if self.static and (tables or camera) and others:
                 table = self.combined(others)
                 static.append((table, mi.DiscreteDistribution(table.geometry().weight())))
-        primary = [self.table(m) for m in scene.shapes() if m.is_mesh()] if camera else tables
-        return EdgeSet(distr, static, primary, moving, camera)
+        primary, keep = tables, [True] * len(tables)
+        if camera:  # every edge moves in the image, a shared edge is one curve there
+            primary = [self.table(m) for m in scene.shapes() if m.is_mesh()]
+            twins = self.twins(primary)
+            keep = [twins.keep(k) for k in range(len(primary))]
+        return EdgeSet(distr, static, primary, moving, camera, keep)
+
+    def twins(self, tables: list[MeshEdges]) -> Twins:
+        """The (cached) :class:`Twins` of a list of tables."""
+        key = tuple(id(t) for t in tables)
+        if self._twins is None or self._twins[0] != key or self._twins[1].tables != tables:
+            self._twins = (key, Twins(tables))
+        return self._twins[1]
 
     def combined(self, meshes: list[mi.Mesh]) -> StaticEdges:
         """One table of ``meshes``' edges: indices built once per set of meshes (the last two

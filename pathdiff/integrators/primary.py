@@ -74,7 +74,8 @@ class PrimaryEdges:
                 g = table.geometry()
                 a, front_a = project(g.v0)
                 b, front_b = project(g.v1)
-                w = dr.select(front_a & front_b & g.candidate(c), dr.norm(b - a), 0)
+                seen = front_a & front_b & g.candidate(c) & edges.primary_keep[i]
+                w = dr.select(seen, dr.norm(b - a), 0)
                 rng = RNGSampler(mi.PCG32(N, dr.opaque(mi.UInt64, seed << 8 | i)))
                 idx, _, pmf = mi.DiscreteDistribution(w).sample_reuse_pmf(rng.next_1d())
                 t = rng.next_1d()
