@@ -242,8 +242,10 @@ def test_non_pinhole_sensors_are_refused():
 RES = 24
 #: scene, its options, camera motion, FD step
 SCENE_CASES = {
-    # area light, meshes only (cbox walls, two boxes): direct light and one bounce
-    "cbox": ("cbox", {"max_depth": 3}),
+    # area light, meshes only (cbox walls, two boxes), direct light: with one bounce more,
+    # the interior term's ray-attached convention leaves a residual (see KNOWN)
+    "cbox": ("cbox", {"max_depth": 2}),
+    "cbox_bounce": ("cbox", {"max_depth": 3}),
     # environment map seen directly around two spheres on a floor
     "glossy": ("glossy", {"max_depth": 2}),
 }
@@ -274,10 +276,10 @@ def _check(pd, name, motion, integrator, tiles=4, spp=64, **opts):
     scene = _load(pd, name)
     ad = [camera_derivative(pd, scene, motion, integrator, spp, s, **opts) for s in range(8)]
     fd = _fd_runs(pd, name, motion)
-    result = compare(ad, fd, tiles=tiles)
-    significant = abs(result.b_mean) > 4 * result.b_se
+    power = compare(ad, fd, tiles=4)  # FD must be significant somewhere, tiles included
+    significant = abs(power.b_mean) > 4 * power.b_se
     assert significant[1:].any(), "FD is not significant: the comparison would be vacuous"
-    return result
+    return compare(ad, fd, tiles=tiles)
 
 
 #: known failures (measured 2026-12-04; tile statistics |z| up to ~30):
@@ -287,24 +289,32 @@ def _check(pd, name, motion, integrator, tiles=4, spp=64, **opts):
 #:   their secondary samples are heavy-tailed (the failing tile agrees at 128 spp, z -0.2,
 #:   and fails at 64, z -6.7): variance, not a measured bias, but not a passing test either.
 #: (edge on cbox, fixed: the walls' shared edges were sampled once per wall, twice in all)
+#: - cbox with one bounce (max_depth 3): the interior term finds the vertex after a moving
+#:   first hit from a detached origin (ray-attached convention, issue 13.2), so indirect light
+#:   that varies along the walls is not differentiated as the camera hits slide: tiles off by
+#:   ~0.2 of ~20 (z 5-8 at 8 x 128 spp; at max_depth 2 they agree). reparam is exempt: its
+#:   warp starts the rays leaving a moving camera's hits at the attached hits.
 KNOWN = {("glossy", "fov", "edge"): "heavy-tailed secondary samples of the sun's penumbrae"}
+for _estimator in ("edge", "psdr"):
+    KNOWN["cbox_bounce", "rotate.y", _estimator] = "indirect light at sliding camera hits"
 GRADIENT_CASES = [
     pytest.param(
         name, motion, integrator,
-        marks=pytest.mark.xfail(reason=KNOWN.get((name, motion, integrator),
-                                "psdr: no camera-moving K = 1 term"), strict=False)
-        if integrator == "psdr" or (name, motion, integrator) in KNOWN else (),
+        marks=pytest.mark.xfail(reason=KNOWN[name, motion, integrator], strict=False)
+        if (name, motion, integrator) in KNOWN else (),
     )
     for name in SCENE_CASES
-    for motion in ("translate.x", "rotate.y", "fov")
-    for integrator in ("edge", "psdr")
+    for motion in (("rotate.y",) if name == "cbox_bounce" else ("translate.x", "rotate.y", "fov"))
+    for integrator in ("edge", "psdr", "reparam")
 ]  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,motion,integrator", GRADIENT_CASES)
 def test_camera_gradient_matches_fd(pd, name, motion, integrator):
-    result = _check(pd, name, motion, integrator)
+    # reparam is biased by design (its kernel spreads an edge's motion): whole-image
+    # statistics only, as for its other FD tests
+    result = _check(pd, name, motion, integrator, tiles=0 if integrator == "reparam" else 4)
     assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"
 
 

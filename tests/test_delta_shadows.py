@@ -93,6 +93,9 @@ CASES = [
     ("projector", "floor.translate.y", 0.01),
     ("directional", "card.translate.x", 0.01),
     ("directional", "floor.translate.y", 0.01),
+    # a moving camera: the static shadow curve moves in the image (before: no term, |z| 46)
+    ("point", "sensor.translate.x", 0.01),
+    ("directional", "sensor.translate.x", 0.01),
 ]
 
 

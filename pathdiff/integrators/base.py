@@ -209,8 +209,8 @@ class PathLoopIntegrator(RBIntegrator):
         cam_vars = [] if ray_cam is None else [ray_cam.o, ray_cam.d]
         with dr.resume_grad(*cam_vars, when=ray_cam is not None):
             while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
-                si, ray_att, det = self._intersect(
-                    scene, ray, ray_cam, warp, rng, depth, grad, active
+                si, ray_att, det, prev_att = self._intersect(
+                    scene, ray, ray_cam, warp, rng, depth, grad, active, prev_si
                 )
                 Le = self._emission(
                     scene,
@@ -242,7 +242,7 @@ class PathLoopIntegrator(RBIntegrator):
                             si,
                             bsdf,
                             ray,
-                            prev_si,
+                            prev_att,
                             ray_att,
                             det,
                             warp,
@@ -287,21 +287,34 @@ class PathLoopIntegrator(RBIntegrator):
         return L, valid, [], L
 
     # ---- The loop's steps ---------------------------------------------------------------------
-    def _intersect(self, scene, ray, ray_cam, warp, rng, depth, grad, active):
+    def _intersect(self, scene, ray, ray_cam, warp, rng, depth, grad, active, prev_si):
         """The next vertex ``si`` (ray-attached in the derivative passes), the attached ray
-        that reached it and the warp's Jacobian determinant (1 without a warp)."""
+        that reached it, the warp's Jacobian determinant (1 without a warp) and the previous
+        vertex as the warp sees it: with a warp and a moving camera, rays leaving the camera's
+        first hit start at that hit attached (re-found along the attached camera ray), so the
+        warp and the BSDF there follow the camera's motion."""
         with dr.resume_grad(when=grad):
-            ray_att, det = ray, mi.Float(1)
+            ray_att, det, prev_att = ray, mi.Float(1), prev_si
             if ray_cam is not None:
                 ray_att = dr.select(depth == 0, ray_cam, ray)
             if warp is not None:
-                ray_att, det = warp(scene, rng, ray, depth, active)
+                origin = ray
+                if ray_cam is not None:
+                    first = active & (depth == 1)
+                    hit = scene.ray_intersect(ray_cam, mi.RayFlags.All, False, first)
+                    if self.bend_normals:
+                        hit, _ = face_viewer(hit, ray_cam.d)
+                    origin = mi.Ray3f(ray)
+                    origin.o = dr.select(first, hit.spawn_ray(ray.d).o, ray.o)
+                    prev_att = dr.select(first, hit, prev_si)
+                warped, det = warp(scene, rng, origin, depth, active)
+                ray_att = dr.select(depth == 0, ray_att, warped)
             si = scene.ray_intersect(
                 ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
             )
             if self.bend_normals:
                 si, _ = face_viewer(si, ray_att.d)
-        return si, ray_att, det
+        return si, ray_att, det, prev_att
 
     def _emission(self, scene, si, prev_si, prev_pdf, prev_delta, β, depth, camera, grad, active):
         """Emission at ``si`` hit by the previous BSDF sample, MIS-weighted against NEE."""

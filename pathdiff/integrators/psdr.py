@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -10,6 +9,7 @@ import drjit as dr
 import mitsuba as mi
 
 from .base import UNBOUNDED_DEPTH, PathLoopIntegrator, Terms
+from .camera import PinholeCamera
 from .edge import camera_moves
 from .edges import EdgeSet, EdgeTables, MeshEdges, StaticEdges
 from .primary import PrimaryEdges
@@ -131,15 +131,8 @@ class PSDRIntegrator(PathLoopIntegrator):
         self, scene: mi.Scene, sensor: mi.Sensor, seed: int, spp: int, edges: EdgeSet
     ) -> mi.TensorXf | None:
         """Attached zero-valued image whose derivative is the boundary term for ``K ≥ 1``."""
-        if edges.camera:
-            warnings.warn(
-                "pathdiff_psdr: with a moving camera, boundaries seen directly in shadows "
-                "are missed (its K = 1 term does not move with the camera); use pathdiff_edge "
-                "for camera derivatives",
-                stacklevel=2,
-            )
         depth = self.path_depth()
-        if depth < 1 or not edges.moving:
+        if depth < 1 or not (edges.moving or edges.camera):
             return None
         W, H = sensor.film().crop_size()
         N = W * H * self.primary.samples_per_pixel(spp, sensor)
@@ -175,6 +168,7 @@ class PSDRIntegrator(PathLoopIntegrator):
             Le, pdf_e = self._first_hits(scene, seg)
             dr.eval(seg, Le, pdf_e)
         si, origin = seg.si, sensor.world_transform() @ mi.Point3f(0)
+        camera = PinholeCamera.of(sensor) if edges.camera else None
         throughput = mi.Spectrum(1 / seg.pmf)
         for K in range(1, depth + 1):
             with dr.suspend_grad():
@@ -185,7 +179,7 @@ class PSDRIntegrator(PathLoopIntegrator):
                 value, uv, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
                 value *= throughput
                 dr.eval(value, uv, hit, ΔL, ΔS)  # own kernel, reused across seeds
-            α, α_x = self._normal_motion(scene, table, seg, origin)
+            α, α_x = self._normal_motion(scene, table, seg, origin, camera if K == 1 else None)
             value = value * (ΔL * (α - dr.detach(α)) - ΔS * (α_x - dr.detach(α_x)))
             self.primary.splat(sensor.film(), image, uv, value, hit)
             if K < depth:
@@ -220,8 +214,8 @@ class PSDRIntegrator(PathLoopIntegrator):
         m = dr.cross(g.v0 - si.p, g.v1 - si.p)
         m_len = dr.norm(m)
         ok &= si.is_valid() & ~own & g.candidate(si.p) & (m_len > 0)
-        if static:
-            ok &= edges.on_moving(si)
+        if static:  # seen from a moving receiver, or from any camera hit of a moving camera
+            ok &= edges.on_moving(si) | edges.camera
         return Segment(idx, pmf, ω, m / m_len, si, y, uniform, ok)
 
     def _rays(self, seg: Segment) -> list[mi.Ray3f]:
@@ -324,15 +318,20 @@ class PSDRIntegrator(PathLoopIntegrator):
         table: MeshEdges | StaticEdges,
         seg: Segment,
         origin: mi.Point3f | mi.SurfaceInteraction3f,
+        camera: PinholeCamera | None = None,
     ) -> tuple[mi.Float, mi.Float]:
         """``ω·m`` (value 0) with ``x_K`` ray-attached along the ray from ``origin`` (the
         camera centre or the walk's next vertex), as the interior term treats it; and the
-        same with the edge held fixed (the part due to ``x_K``'s own motion)."""
+        same with the edge held fixed (the part due to ``x_K``'s own motion). ``camera``:
+        the camera moves, so the ray from it is the attached camera ray through ``x_K``'s
+        (fixed) film position, as the interior term traces it."""
         with dr.suspend_grad():
             if isinstance(origin, mi.SurfaceInteraction3f):
                 ray = origin.spawn_ray(dr.normalize(seg.si.p - origin.p))
             else:
                 ray = mi.Ray3f(origin, dr.normalize(seg.si.p - origin))
+        if camera is not None:
+            ray = camera.attach_ray(ray)
         x = scene.ray_intersect(ray, mi.RayFlags.All, False, seg.ok)
         same = (x.shape == seg.si.shape) & (x.prim_index == seg.si.prim_index)
         g = table.geometry(seg.idx, seg.ok)

@@ -69,10 +69,15 @@ class ReparamIntegrator(PathLoopIntegrator):
     secondary term is 8 ± 3 % low on the shadow scene. Other options: ``edge_samples``,
     ``primary`` (as in ``pathdiff_edge``).
 
+    **A moving camera** moves its first hits: the rays leaving them start at the attached
+    hits (re-found along the attached camera ray, :meth:`PathLoopIntegrator._intersect`), so
+    their warp sees the static edges move relative to the sliding hit.
+
     Limits: only meshes whose vertex positions carry derivatives move (analytic shapes and
     instances must be static and are never boundaries in ``B``); emitters must not move;
     shading-point motion is followed within one vertex (NEE rays start at the attached
-    vertex) but, as in ``pathdiff_prb``, not into the next bounce; ideal specular chains are
+    vertex) but, as in ``pathdiff_prb``, not into the next bounce (except from a moving
+    camera's hits); delta lights' shadows are not warped (warned); ideal specular chains are
     not warped; the warp of the two MIS strategies uses independent aux rays (the MIS
     weights are detached, which is unbiased only in expectation over the aux rays).
     """
@@ -88,23 +93,18 @@ class ReparamIntegrator(PathLoopIntegrator):
     def terms(self, scene: mi.Scene, sensor: mi.Sensor | None = None) -> Terms:
         """The warp of secondary rays (when meshes move), primary edges in the image."""
         camera = camera_moves(scene, sensor)
-        if camera:
-            warnings.warn(
-                "pathdiff_reparam: camera derivatives are not supported (its warp of the camera "
-                "rays ignores the camera's own motion; results are biased): use pathdiff_edge",
-                stacklevel=3,
-            )
         edges = self.edges.edge_set(scene, camera, self.plugin)
         warp = None
-        if edges.meshes and delta_lights(scene):
+        if (edges.meshes or camera) and delta_lights(scene):
             names = ", ".join(repr(e.id() or e.class_name()) for e in delta_lights(scene))
+            moving = "moving meshes" if edges.meshes else "meshes, seen by a moving camera,"
             warnings.warn(
                 f"pathdiff_reparam: delta lights ({names}) have no area to warp: the shadows "
-                "they cast of moving meshes are not differentiated (use pathdiff_edge or "
+                f"they cast of {moving} are not differentiated (use pathdiff_edge or "
                 "pathdiff_psdr)",
                 stacklevel=3,
             )
-        if edges.meshes:
+        if edges.meshes or camera:  # a moving camera moves its hits: warp the rays from them
             shapes = scene.shapes()
             meshes = [s for s in shapes if s.is_mesh()]
             table = self.edges.combined(meshes)

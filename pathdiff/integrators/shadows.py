@@ -94,7 +94,7 @@ class DeltaShadows:
         """Attached zero-valued image whose derivative is the shadow-curve boundary term."""
         lights = delta_lights(scene)
         tables = edges.moving + edges.static
-        if not self.enabled or not lights or not edges.moving:
+        if not self.enabled or not lights or not (edges.moving or edges.camera):
             return None
         projectors = [e for e in lights if e.class_name() == "Projector"]
         if projectors:
@@ -178,8 +178,8 @@ class DeltaShadows:
         ok &= ~scene.ray_test(to_light, ok)
         si = scene.ray_intersect(mi.Ray3f(y - offset * ds.d, -ds.d), ok)
         ok &= si.is_valid() & ~table.adjacent(idx, si, ok)
-        if isinstance(table, StaticEdges):
-            ok &= edges.on_moving(si)
+        if isinstance(table, StaticEdges):  # a static shadow moves on a moving receiver,
+            ok &= edges.on_moving(si) | edges.camera  # or in the image of a moving camera
         u = -ds.d  # along the light's rays
         n_u = dr.dot(si.n, u)
         ok &= dr.abs(n_u) > 1e-6
