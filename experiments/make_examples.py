@@ -31,7 +31,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "scenes" / "examples"
 #: XML $parameters that turn an example's starting scene into the true one
 TRUTH_DEFINES = {"bunny": {"mesh": "../../bunny/bunny.ply"}}
 #: samples per pixel of the targets
-TARGET_SPP = {"cbox": 2048, "textured": 1024, "shadow": 2048, "bunny": 1024}
+TARGET_SPP = {"cbox": 2048, "textured": 1024, "shadow": 2048, "bunny": 1024, "camera": 1024}
 
 
 def truth_value(scene: mi.Scene, name: str, folder: Path):

@@ -171,6 +171,8 @@ def _write_value(found, key, params, meshes, out) -> ET.Element | None:
         for t in [c for c in elem if c.tag == "transform" and c.get("name") == "to_world"]:
             elem.remove(t)
         return _filename_element(elem, name)
+    if elem.tag == "sensor" and leaf in ("to_world", "x_fov"):
+        return _write_camera(elem, leaf, value)
     if leaf == "data" and elem.tag == "texture":
         from .images import write_image
 
@@ -183,6 +185,25 @@ def _write_value(found, key, params, meshes, out) -> ET.Element | None:
             return None
     elem.set("value", ", ".join(f"{x:.7g}" for x in np.array(value, dtype=np.float64).ravel()))
     return elem
+
+
+def _write_camera(elem: ET.Element, leaf: str, value) -> ET.Element:
+    """A sensor's pose (``to_world``: the transform's content becomes one ``<matrix>``) or
+    horizontal field of view (``x_fov``: ``fov`` with ``fov_axis`` x)."""
+    if leaf == "to_world":
+        for t in [c for c in elem if c.tag == "transform" and c.get("name") == "to_world"]:
+            elem.remove(t)
+        node = ET.Element("transform", name="to_world")
+        M = np.array(value.matrix, dtype=np.float64).reshape(4, 4)
+        ET.SubElement(node, "matrix", value=" ".join(f"{x:.9g}" for x in M.ravel()))
+        elem.insert(0, node)
+        return node
+    for c in [c for c in elem if c.get("name") in ("fov", "fov_axis", "focal_length")]:
+        elem.remove(c)
+    ET.SubElement(elem, "string", name="fov_axis", value="x")
+    node = ET.Element("float", name="fov", value=f"{float(np.ravel(value)[0]):.9g}")
+    elem.insert(0, node)
+    return node
 
 
 from .specs import ParamSpec, bind_specs, resolve_param, rigid_specs  # noqa: E402

@@ -118,3 +118,28 @@ def test_psdr_without_its_camera_hit_term_fails(pd):
     scene = pd.load_scene(scene_path("shadow"), res=16)
     spec = "sensor.translate.x"
     assert not _fd_compare(pd, scene, spec, "psdr", 0.01, static_edges=False).passed
+
+
+def test_exported_scene_holds_the_camera(pd, tmp_path):
+    """The optimized pose and fov are written to the scene XML (the transform as a matrix,
+    the fov along x), and the written scene loads with them."""
+    from conftest import scene_path
+
+    from pathdiff.scene import write_scene
+
+    scene = pd.load_scene(scene_path("cbox"), res=16)
+    moves = {"sensor.translate.x": 0.3, "sensor.rotate.y": 5.0, "sensor.fov": 2.0}
+    specs = [pd.resolve_param(scene, k) for k in moves]
+    for spec, θ in zip(specs, moves.values()):
+        spec.bind(theta=mi.Float(θ))
+    sensor = scene.sensors()[0]
+    expected = np.array(sensor.world_transform().matrix).ravel()
+    fov = float(mi.traverse(sensor)["x_fov"][0])
+    keys = ["sensor.to_world", "sensor.x_fov"]
+    xml, missing = write_scene(scene, scene_path("cbox"), tmp_path, keys, {"res": 16})
+    assert missing == []
+    written = mi.load_file(xml).sensors()[0]
+    np.testing.assert_allclose(
+        np.array(written.world_transform().matrix).ravel(), expected, atol=1e-5
+    )
+    assert abs(mi.traverse(written)["x_fov"][0] - fov) < 1e-4 and abs(fov - 41.3) < 1e-4

@@ -25,6 +25,7 @@ SHORT_RUNS = [
     ("textured", ["--res", "32", "--iters", "60"], 5),
     ("shadow", ["--res", "32", "--iters", "40"], 3),
     ("bunny", ["--res", "24", "--iters", "30"], 1.5),
+    ("camera", ["--iters", "40", "--lr-final", "1"], 3),  # own 48² (resampling blurs the pose)
 ]
 
 
