@@ -65,3 +65,19 @@ def test_projector_frustum_limit(pd, tmp_path):
     scene = shadow_scene(tmp_path, "projector", res=8)
     with pytest.warns(UserWarning, match=r"pathdiff_edge: projector 'light': the border"):
         pd.derivative(scene, "card.translate.x", "edge", spp=1)
+
+
+def test_moving_camera_with_indirect_light(pd):
+    """The interior term's convention with a moving camera and indirect light is said (prb,
+    edge, psdr), not by reparam, whose warp follows the camera's hits."""
+    import warnings
+
+    from conftest import scene_path
+
+    scene = pd.load_scene(scene_path("cbox"), res=8, max_depth=3)
+    for integrator in ("prb", "edge", "psdr"):
+        with pytest.warns(UserWarning, match=f"pathdiff_{integrator}: with a moving camera"):
+            pd.derivative(scene, "sensor.translate.x", integrator, spp=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pd.derivative(scene, "sensor.translate.x", "reparam", spp=1)

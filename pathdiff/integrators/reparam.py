@@ -82,6 +82,8 @@ class ReparamIntegrator(PathLoopIntegrator):
     weights are detached, which is unbiased only in expectation over the aux rays).
     """
 
+    follows_camera_hits = True
+
     def __init__(self, props: mi.Properties):
         super().__init__(props)
         self.kappa = props.get("kappa", 1e4)
