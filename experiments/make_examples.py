@@ -31,7 +31,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "scenes" / "examples"
 #: XML $parameters that turn an example's starting scene into the true one
 TRUTH_DEFINES = {"bunny": {"mesh": "../../bunny/bunny.ply"}}
 #: samples per pixel of the targets
-TARGET_SPP = {"cbox": 2048, "textured": 1024, "shadow": 2048, "bunny": 1024, "camera": 1024}
+TARGET_SPP = {
+    "cbox": 2048, "textured": 1024, "shadow": 2048, "bunny": 1024, "camera": 1024, "photos": 2048,
+}  # fmt: skip
+#: photographs not made by pathdiff: Mitsuba's own ``path`` integrator, a per-view exposure
+#: the optimizer does not know (view 0's is the reference), a photo stored at a multiple of
+#: its film's size (upsampled: the optimizer resamples it back, with a warning)
+PHOTOS = {"photos": {"exposure": [1.0, 0.6, 1.5], "upsample": {2: 2}}}
 
 
 def truth_value(scene: mi.Scene, name: str, folder: Path):
@@ -57,10 +63,17 @@ def make(name: str) -> None:
     folder = EXAMPLES / name
     spec = json.loads((folder / "example.json").read_text())
     defines = {**spec.get("define", {}), **TRUTH_DEFINES.get(name, {})}
-    scene = pd.load_scene(folder / spec["scene"], res=spec["res"], **defines)
+    res = {"res": spec["res"]} if "res" in spec else {}
+    scene = pd.load_scene(folder / spec["scene"], **res, **defines)
+    photos = PHOTOS.get(name)
     for i, target in enumerate(spec["targets"]):
         sensor = target.get("sensor", i)
-        img = pd.render(scene, "path", spp=TARGET_SPP[name], seed=1000 + sensor, sensor=sensor)
+        integrator = "mitsuba:path" if photos else "path"
+        img = pd.render(scene, integrator, spp=TARGET_SPP[name], seed=1000 + sensor, sensor=sensor)
+        if photos:
+            img = np.array(img) * photos["exposure"][sensor]
+            k = photos["upsample"].get(sensor, 1)
+            img = np.repeat(np.repeat(img, k, axis=0), k, axis=1)
         write_image(folder / target["image"], img)
         print(f"{name}: {target['image']} (sensor {sensor}, {TARGET_SPP[name]} spp)")
     truth = {p.split(":")[0]: truth_value(scene, p.split(":")[0], folder) for p in spec["params"]}

@@ -44,6 +44,8 @@ class Target:
     white: float = 1.0
     #: pixels left out because a lossy format cannot be trusted there (JPEG ringing)
     unreliable: int = 0
+    #: this view's exposure handling (``none``, ``fit``, ``fit-rgb``); ``None``: the run's
+    exposure: str | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def tensors(self, width: int, height: int) -> tuple[mi.TensorXf, mi.TensorXf | None]:
@@ -221,6 +223,6 @@ def photo_response(
     """The render as the camera of ``t`` would record it: gains fitted per ``exposure``
     (``none``, ``fit``: one scale, ``fit-rgb``: exposure and white balance), then clipped at
     white for LDR targets (see the module docstring)."""
-    per_channel = EXPOSURE[exposure]
+    per_channel = EXPOSURE[t.exposure or exposure]
     gains = None if per_channel is None else fit_gains(img, t, T, M, per_channel)
     return camera_response(img, t, T, gains)

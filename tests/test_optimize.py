@@ -26,10 +26,17 @@ SHORT_RUNS = [
     ("shadow", ["--res", "32", "--iters", "40"], 3),
     ("bunny", ["--res", "24", "--iters", "30"], 1.5),
     ("camera", ["--iters", "40", "--lr-final", "1"], 3),  # own 48² (resampling blurs the pose)
+    # three photos by Mitsuba, two exposures and poses unknown (about 1 min: slow tier)
+    ("photos", ["--iters", "30", "--spp", "8"], 2),
+]
+SLOW_RUNS = {"photos"}
+RUNS = [
+    pytest.param(*r, id=r[0], marks=pytest.mark.slow if r[0] in SLOW_RUNS else ())
+    for r in SHORT_RUNS
 ]
 
 
-@pytest.mark.parametrize("name,options,factor", SHORT_RUNS, ids=[r[0] for r in SHORT_RUNS])
+@pytest.mark.parametrize("name,options,factor", RUNS)
 def test_example_converges(tmp_path, capsys, name, options, factor):
     out = tmp_path / name
     args = ["optimize", str(EXAMPLES / name / "example.json"), "-o", str(out), "--quiet"]

@@ -42,7 +42,8 @@ def _fit(scene: str, res: int, param: str, target, init, **kw) -> np.ndarray:
     kw = {"iters": 60, "spp": 8, "seed": 0, "progress": False, **kw}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = pd.optimize(sc, [param], [target], init={param: init}, **kw)
+        targets = target if isinstance(target, list) else [target]
+        r = pd.optimize(sc, [param], targets, init={param: init}, **kw)
     return r
 
 
@@ -87,6 +88,19 @@ def test_jpeg_with_unknown_exposure(tmp_path):
     r = _fit("cbox", 24, WALL, photo, 0.5, exposure="fit")
     assert np.abs(r.values[WALL] - TRUTH).max() < 0.05, r.values[WALL]
     assert any("next to clipped ones left out" in n for n in r.notes), r.notes
+
+
+def test_exposure_per_view(tmp_path):
+    """A target's own ``exposure`` overrides the run's (several photos: a reference view with a
+    known exposure fixes the overall brightness, the others are fitted). Control: the same
+    photo with its exposure declared known misses."""
+    photo = _photo(tmp_path, "photo", "cbox", 24, {WALL: TRUTH}, gains=0.6)
+    r = _fit("cbox", 24, WALL, [{"image": photo, "exposure": "fit"}], 0.5)
+    assert np.abs(r.values[WALL] - TRUTH).max() < 0.04, r.values[WALL]
+    known = _fit("cbox", 24, WALL, [{"image": photo, "exposure": "none"}], 0.5, exposure="fit")
+    assert np.abs(known.values[WALL] - TRUTH).max() > 0.1, known.values[WALL]
+    with pytest.raises(pd.inputs.InputError, match="exposure is one of"):
+        _fit("cbox", 24, WALL, [{"image": photo, "exposure": "auto"}], 0.5)
 
 
 def test_clipped_specular_highlight(tmp_path):

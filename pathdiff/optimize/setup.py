@@ -22,7 +22,7 @@ from ..losses import get_loss
 from ..params import scene_params
 from ..render import make_integrator
 from ..scene import ParamSpec, load_scene
-from ..targets import Target, film_size, load_target
+from ..targets import EXPOSURE, Target, film_size, load_target
 from ..variables import ParamArg, Variable, select_variables, values_for
 from .result import MAX_COLUMNS
 from .settings import Settings, parse_schedule, validate
@@ -98,15 +98,20 @@ def _target(scene: mi.Scene, i: int, t, strict: bool) -> Target:
     if isinstance(t, Target):
         return t
     spec = t if isinstance(t, dict) else {"image": t}
-    unknown = set(spec) - {"image", "sensor", "mask"}
-    if unknown or "image" not in spec:
-        raise InputError(f"a target is {{'image', 'sensor', 'mask'}}, got {sorted(spec)}")
+    keys = {"image", "sensor", "mask", "exposure"}
+    if set(spec) - keys or "image" not in spec:
+        raise InputError(f"a target is {sorted(keys)} ('image' required), got {sorted(spec)}")
     sensor = spec.get("sensor", i)
     try:
         sensor = int(sensor)
     except (TypeError, ValueError):
         raise InputError(f"--sensor must be an integer, got {sensor!r}") from None
-    return load_target(scene, spec["image"], sensor, spec.get("mask"), strict)
+    exposure = spec.get("exposure")
+    if exposure is not None and exposure not in EXPOSURE:
+        raise InputError(f"a target's exposure is one of {sorted(EXPOSURE)}, got {exposure!r}")
+    target = load_target(scene, spec["image"], sensor, spec.get("mask"), strict)
+    target.exposure = exposure
+    return target
 
 
 def _check_targets(targets: list[Target]) -> None:
