@@ -241,3 +241,13 @@ def test_gradcheck_uses_the_progress_callback_when_offered(monkeypatch, tmp_path
     argv = ["gradcheck", CBOX, "--res", "8", "--param", "red.reflectance.value"]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     assert "checking red.reflectance.value" in capsys.readouterr().err
+
+
+def test_each_warning_printed_once_per_run(capsys):
+    """A warning raised once per view (e.g. two moving cameras) is printed once."""
+    from pathdiff.cli import optimize as cli_optimize
+
+    cli_optimize._WARNED.clear()
+    for _ in range(2):
+        cli_optimize._show_warning(UserWarning("pathdiff_edge: a limit"), UserWarning, "f", 1)
+    assert capsys.readouterr().err.count("a limit") == 1

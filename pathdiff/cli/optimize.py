@@ -116,6 +116,9 @@ _WARNED: set[str] = set()
 
 
 def _show_warning(message, *rest, **kw) -> None:
+    """Each distinct warning once per run (one per view would repeat it)."""
+    if str(message) in _WARNED:
+        return
     _WARNED.add(str(message))
     print(f"pathdiff: warning: {message}", file=sys.stderr)
 
@@ -123,6 +126,7 @@ def _show_warning(message, *rest, **kw) -> None:
 def run(args) -> int:
     from pathdiff.optimize import optimize
 
+    _WARNED.clear()
     args.init_values, args.integrator_options = _init_values(args.init), {}
     if args.scene.lower().endswith(".json"):
         apply_example(args)
