@@ -43,18 +43,20 @@ def load_case(pd, name: str, tmp_path_factory, res: int = 24):
 
 
 def assert_matches_fd(
-    pd, scene, spec: str, integrator: str, h: float, spp: int = 32, tiles: int = 4
+    pd, scene, spec: str, integrator: str, h: float, spp: int = 32, tiles: int = 4, **opts
 ) -> None:
     """Independent seeds of ``integrator`` against independent CRN FD seeds (t-threshold),
     on the image total, random-weight losses and ``tiles × tiles`` tile sums (the tiles
     localize biases: they catch a 3× low shadow term that the whole-image statistics miss).
-    Use ``tiles=0`` for estimators that are biased by design (``reparam``)."""
+    Use ``tiles=0`` for estimators that are biased by design (``reparam``) unless ``opts``
+    (integrator options) shrink the bias below the noise."""
     from pathdiff.stats import compare
 
     # 8 seeds at half the spp rather than 4 at full: the same samples, but a standard error
     # with 7 degrees of freedom; with 3 (four seeds) a tile's noise was underestimated 6x by
     # chance (projector over a moving floor: z = -10 on an estimator unbiased over 60 seeds)
-    ad = [pd.derivative(scene, spec, integrator, spp=max(spp // 2, 4), seed=s) for s in range(8)]
+    n = max(spp // 2, 4)
+    ad = [pd.derivative(scene, spec, integrator, spp=n, seed=s, **opts) for s in range(8)]
     fd = [pd.finite_difference(scene, spec, h=h, spp=256, seed=100 + s) for s in range(8)]
     result = compare(ad, fd, tiles=tiles)
     significant = abs(result.b_mean) > 4 * result.b_se

@@ -145,8 +145,11 @@ class Warp:
     def __call__(
         self, scene: mi.Scene, rng: RNGSampler, ray: mi.Ray3f, depth: mi.UInt32, active: mi.Bool
     ) -> tuple[mi.Ray3f, mi.Float]:
-        """Warp the (detached) direction of ``ray``; identity for camera rays (depth 0)."""
+        """Warp the (detached) direction of ``ray``; identity for camera rays (depth 0) and,
+        when no mesh moves (a moving camera), beyond the rays leaving the camera's hits."""
         active = mi.Bool(active) & (depth > 0)
+        if not self.warped:  # only the camera moves: rays from its hits (depth 1) alone move
+            active &= depth == 1
         ω = dr.detach(ray.d)
         frame = mi.Frame3f(ω)
         Z, Σw_dv, Σgrad, Σgrad_dv = mi.Float(0), mi.Vector3f(0), mi.Vector3f(0), mi.Float(0)
