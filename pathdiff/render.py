@@ -111,8 +111,10 @@ class _DiffRender(dr.CustomOp):
     the integrator's own ``render_forward``/``render_backward``; they reach every attached
     ancestor through the AD graph."""
 
-    def eval(self, scene, sensor, inputs, params, integrator, seeds, spps):
+    def eval(self, scene, sensor, inputs, params, integrator, seeds, spps, shape=None):
         self.args = scene, params, sensor, integrator, seeds[1], spps[1]
+        if shape is not None:  # reverse mode only (backward_render): no primal pass
+            return dr.zeros(mi.TensorXf, shape)
         with dr.suspend_grad():
             return integrator.render(scene, sensor, seeds[0], spps[0], develop=True, evaluate=False)
 
@@ -146,6 +148,34 @@ def diff_render(
     return dr.custom(
         _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp)
     )
+
+
+def backward_render(
+    scene: mi.Scene,
+    params: mi.SceneParameters,
+    integrator: mi.Integrator,
+    grad_image: mi.TensorXf,
+    sensor: int | mi.Sensor = 0,
+    spp: int = 0,
+    seed: int = 0,
+    extra: Sequence = (),
+) -> None:
+    """Reverse mode alone: propagate an image gradient ``δI`` (``grad_image``, the film's
+    shape) through the integrator's ``render_backward`` into the attached parameters and
+    the attached values in ``extra``, without a primal render. The gradient pass uses the
+    seed :func:`diff_render` derives from ``seed``, so the result equals the gradient of
+    ``Σ δI · diff_render(..., seed=seed)``."""
+    if isinstance(sensor, int):
+        sensor = scene.sensors()[sensor]
+    seed_grad = int(mi.sample_tea_32(seed, 1)[0])
+    inputs = (dict(params), list(extra))
+    img = dr.custom(
+        _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp),
+        grad_image.shape,
+    )  # fmt: skip
+    dr.set_grad(img, grad_image)
+    dr.enqueue(dr.ADMode.Backward, img)
+    dr.traverse(dr.ADMode.Backward)
 
 
 def _as_spec(scene: mi.Scene, spec: str | ParamSpec) -> ParamSpec:

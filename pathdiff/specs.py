@@ -243,7 +243,10 @@ def _camera(params, spec: str, sensor: mi.Sensor, motion: str, axis: str | None)
         if values is None:  # reset
             detach_camera(sensor)
             return None
-        attach_camera(sensor, values[kt], values[kf])
+        if dr.grad_enabled(values[kt]) or dr.grad_enabled(values[kf]):
+            attach_camera(sensor, values[kt], values[kf])
+        else:  # a plain value (finite differences, a primal render): nothing to follow
+            detach_camera(sensor)
         return {kt: dr.detach(values[kt]), kf: dr.detach(values[kf])}
 
     def change(θ: mi.Float) -> dict:
