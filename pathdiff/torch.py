@@ -215,7 +215,8 @@ def _as_tensor(value, name: str) -> torch.Tensor:
     try:
         return torch.as_tensor(value, dtype=torch.float32)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a tensor or numbers, got {type(value).__name__}") from None
+        kind = type(value).__name__
+        raise TypeError(f"{name}: expected a tensor or numbers, got {kind}") from None
 
 
 def _size_of(value) -> int:

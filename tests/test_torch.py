@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, scene_path
 
 torch = pytest.importorskip("torch")
