@@ -95,8 +95,9 @@ def test_equals_pd_gradient(pd, pdt, name, key, integrator, h):
         )[key]  # fmt: skip
 
     # A camera ParamSpec, once bound, leaves the sensor's inverse matrix recomputed (1e-8
-    # apart), and a single boundary-term estimate can move by far more than that (its
-    # variance is in rare samples): compare both in the state any first bind leaves.
+    # apart), and the boundary samples' random numbers are seeded from the camera rays' bits
+    # (RNGSampler.from_ray): other samples, the same distribution. Compare both in the state
+    # any first bind leaves.
     reference()
     before = pd.render(scene, "path", spp=4, seed=9)
     got = _layer_grad(pdt, scene, key, x, w, integrator, spp=2, spp_grad=8, seed=5)
