@@ -5,7 +5,9 @@
 * ``KEY[i]``: component ``i`` of the flattened parameter;
 * ``SHAPE.translate.x|y|z``, ``SHAPE.rotate.x|y|z`` (degrees, about the vertex centroid,
   world axes), ``SHAPE.scale`` (factor ``1 + θ`` about the centroid): a rigid motion of the
-  vertices (and normals) of the triangle mesh with XML id ``SHAPE``;
+  vertices (and normals) of the triangle mesh with XML id ``SHAPE``; for an analytic shape
+  (``disk``, ``rectangle``, ``sphere``, ``cylinder``) the same motions of its ``to_world``,
+  about the shape's own centre;
 * ``SENSOR.translate.x|y|z`` (world axes), ``SENSOR.rotate.x|y|z`` (degrees, about the
   camera's own position, world axes), ``SENSOR.fov`` (the horizontal field of view, degrees)
   for the perspective sensor with XML id ``SENSOR``. Mitsuba marks a sensor's pose and fov
@@ -31,8 +33,9 @@ from .scene import SceneError, _differentiable, _size
 def rigid_specs(scene: mi.Scene) -> list[str]:
     """The rigid-motion ParamSpecs available for the scene's triangle meshes."""
     out = []
+    params = scene_params(scene)
     for shape in scene.shapes():
-        if shape.is_mesh() and shape.id():
+        if shape.id() and (shape.is_mesh() or f"{shape.id()}.to_world" in params):
             out += [f"{shape.id()}.translate.{a}" for a in "xyz"]
             out += [f"{shape.id()}.rotate.{a}" for a in "xyz"]
             out.append(f"{shape.id()}.scale")
@@ -177,12 +180,14 @@ def _rigid(scene, params, spec, shape_id, motion, axis) -> ParamSpec:
         hint = f"; shapes: {', '.join(near or sorted(k for k in shapes if k))}"
         raise SceneError(f"unknown shape {shape_id!r} in {spec!r}{hint}")
     shape = shapes[shape_id]
-    if not shape.is_mesh():
-        raise SceneError(
-            f"{shape_id} is a {shape.class_name().lower()}, not a triangle mesh: "
-            "rigid ParamSpecs need a mesh (use a PLY/OBJ shape)"
-        )
     kp, kn = f"{shape_id}.vertex_positions", f"{shape_id}.vertex_normals"
+    if kp not in params:  # analytic shapes (Mitsuba's rectangle too: a mesh placed by to_world)
+        if f"{shape_id}.to_world" not in params:
+            raise SceneError(
+                f"{shape_id} is a {shape.class_name().lower()} without a to_world: rigid "
+                "ParamSpecs need a mesh or a shape placed by to_world"
+            )
+        return _rigid_transform(params, spec, f"{shape_id}.to_world", motion, axis)
     P = dr.unravel(mi.Point3f, dr.detach(params[kp]))
     # translation and uniform scaling leave normals unchanged
     has_n = motion == "rotate" and kn in params and dr.width(params[kn]) > 0
@@ -213,6 +218,31 @@ def _rigid(scene, params, spec, shape_id, motion, axis) -> ParamSpec:
         return apply(base, θ)
 
     return ParamSpec(spec, "geometry", list(base), params, base, change, apply)
+
+
+def _rigid_transform(params, spec: str, key: str, motion: str, axis: str | None) -> ParamSpec:
+    """A rigid motion of an analytic shape (``disk``, ``rectangle``, ``sphere``...) through
+    its ``to_world``: world-axis translation, rotation (degrees) and scaling about the
+    shape's own origin (its centre), composed on top of the current transform."""
+    ax = mi.Vector3f([float(a == axis) for a in "xyz"]) if axis else None
+
+    def apply(cur: dict, θ: mi.Float) -> dict:
+        M = mi.Transform4f(cur[key])
+        if motion == "translate":
+            return {key: mi.Transform4f().translate(ax * θ) @ M}
+        c = M @ mi.Point3f(0)
+        if motion == "scale":
+            local = mi.Transform4f().scale(mi.Vector3f(1 + θ))
+        else:
+            local = mi.Transform4f().rotate(ax, θ)
+        return {key: mi.Transform4f().translate(c) @ local @ mi.Transform4f().translate(-c) @ M}
+
+    base = {key: mi.Transform4f(dr.detach(params[key]))}
+
+    def change(θ: mi.Float) -> dict:
+        return apply(base, θ)
+
+    return ParamSpec(spec, "geometry", [key], params, base, change, apply)
 
 
 def _camera(params, spec: str, sensor: mi.Sensor, motion: str, axis: str | None) -> ParamSpec:

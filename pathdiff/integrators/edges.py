@@ -35,6 +35,8 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+from .proxies import ShapeProxy, supported
+
 NONE = 0xFFFFFFFF
 #: two unit shading normals differ when their dot product is below this
 NORMAL_COS = 1 - 1e-5
@@ -124,10 +126,17 @@ def gather_edges(
 
 
 class MeshEdges:
-    """Edge table of one triangle mesh (topology on the host, positions on the device)."""
+    """Edge table of one triangle mesh (topology on the host, positions on the device).
 
-    def __init__(self, mesh: mi.Mesh, rule: str = ""):
+    ``proxy``: the boundary proxy of an analytic shape (:mod:`.proxies`) whose mesh this is;
+    its :attr:`owner` is the analytic shape, a hit anywhere on which counts as on every face,
+    and its attached positions come from the shape's ``to_world`` at each :meth:`geometry`
+    call (inside the path loop's AD scope, like a mesh's vertex buffer)."""
+
+    def __init__(self, mesh: mi.Mesh, rule: str = "", proxy: ShapeProxy | None = None):
         self.mesh = mesh
+        self.proxy = proxy
+        self.owner = mesh if proxy is None else proxy.shape
         self.rule = rule
         P = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
         F0 = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
@@ -186,20 +195,22 @@ class MeshEdges:
         """Attached geometry of the edges ``idx`` (all edges if ``None``)."""
         if idx is None:
             idx = dr.arange(mi.UInt32, self.count)
-        return gather_edges(
-            self.mesh.vertex_positions_buffer(),
-            self,
-            self.open_edge,
-            self.smooth,
-            idx,
-            active,
-            self.jump(idx, active),
+        positions = self.mesh.vertex_positions_buffer() if self.proxy is None else self.proxy.local
+        g = gather_edges(
+            positions, self, self.open_edge, self.smooth, idx, active, self.jump(idx, active)
         )
+        if self.proxy is not None:  # local -> world, attached to the shape's to_world
+            T = self.proxy.transform()
+            g.v0, g.v1 = T @ g.v0, T @ g.v1
+            g.nA, g.nB = T @ mi.Normal3f(g.nA), T @ mi.Normal3f(g.nB)
+        return g
 
     def adjacent(
         self, idx: mi.UInt32, si: mi.SurfaceInteraction3f, active: mi.Bool = True
     ) -> mi.Bool:
         """Whether ``si`` lies on one of the faces of edge ``idx``."""
+        if self.proxy is not None:
+            return si.shape == mi.ShapePtr(self.owner)
         fa = dr.gather(mi.UInt32, self.face_a, idx, active)
         fb = dr.gather(mi.UInt32, self.face_b, idx, active)
         on_face = (fa == si.prim_index) | (fb == si.prim_index)
@@ -213,7 +224,7 @@ class StaticEdges:
 
     def __init__(self, tables: list[MeshEdges]):
         self.tables = tables
-        self.meshes = [t.mesh for t in tables]
+        self.meshes = [t.owner for t in tables]
         v0, v1, fa, fb, face_a, face_b, mesh, face_edges = ([] for _ in range(8))
         offset, edges, faces = 0, 0, 0
         #: index of each table's first face in :attr:`face_edges`
@@ -278,12 +289,14 @@ class StaticEdges:
     ) -> mi.Bool:
         """Whether ``si`` lies on one of the faces of edge ``idx``."""
         k = dr.gather(mi.UInt32, self.mesh, idx, active)
-        same = mi.Bool(False)
-        for i, mesh in enumerate(self.meshes):
-            same |= (k == i) & (si.shape == mi.ShapePtr(mesh))
         fa = dr.gather(mi.UInt32, self.face_a, idx, active)
         fb = dr.gather(mi.UInt32, self.face_b, idx, active)
-        return same & ((fa == si.prim_index) | (fb == si.prim_index))
+        on_face = (fa == si.prim_index) | (fb == si.prim_index)
+        same = mi.Bool(False)
+        for i, table in enumerate(self.tables):
+            here = (k == i) & (si.shape == mi.ShapePtr(table.owner))
+            same |= here if table.proxy is not None else here & on_face
+        return same
 
 
 class Twins:
@@ -436,28 +449,52 @@ class EdgeTables:
         self._tables: dict[int, MeshEdges] = {}
         self._combined: dict[tuple, StaticEdges] = {}
         self._twins: tuple[tuple, Twins] | None = None
+        self._proxies: dict[int, ShapeProxy] = {}
 
-    def table(self, mesh: mi.Mesh) -> MeshEdges:
-        """The (cached) edge table of ``mesh``."""
-        if id(mesh) not in self._tables or self._tables[id(mesh)].mesh is not mesh:
-            self._tables[id(mesh)] = MeshEdges(mesh, self.rule)
-        return self._tables[id(mesh)]
+    def table(self, shape: mi.Shape) -> MeshEdges:
+        """The (cached) edge table of a mesh, or of an analytic shape's boundary proxy
+        (placed where the shape is now)."""
+        cached = self._tables.get(id(shape))
+        if shape.is_mesh():
+            if cached is None or cached.mesh is not shape:
+                self._tables[id(shape)] = MeshEdges(shape, self.rule)
+            return self._tables[id(shape)]
+        proxy = self._proxies.get(id(shape))
+        if proxy is None or proxy.shape is not shape:
+            proxy = self._proxies[id(shape)] = ShapeProxy(shape)
+            cached = self._tables[id(shape)] = MeshEdges(proxy.mesh, self.rule, proxy)
+        else:
+            proxy.refresh()
+        return cached
 
-    def edge_set(self, scene: mi.Scene, camera: bool, who: str = "pathdiff") -> EdgeSet:
+    def edge_set(
+        self, scene: mi.Scene, camera: bool, who: str = "pathdiff", analytic: bool = True
+    ) -> EdgeSet:
         """The :class:`EdgeSet` of a derivative render of ``scene`` (``camera``: the camera
-        moves). Moving analytic shapes, which have no edges here, are named in a warning.
-        No host round trip: a table whose weights all vanish yields ``pmf = NaN`` samples,
-        which every sampler rejects (``pmf > 0``)."""
+        moves). With ``analytic``, disks take part through their boundary proxies; other
+        moving analytic shapes, which have no edges here, are named in a warning. No host
+        round trip: a table whose weights all vanish yields ``pmf = NaN`` samples, which
+        every sampler rejects (``pmf > 0``)."""
+        edged = (lambda s: s.is_mesh() or supported(s)) if analytic else (lambda s: s.is_mesh())
         moving = moving_meshes(scene)
         for shape in moving_analytic_shapes(scene):
+            if edged(shape):
+                moving.append(shape)
+                continue
+            what = (
+                "curved analytic shapes (sphere, cylinder) have no boundary term here"
+                if analytic
+                else f"{who} has no boundary term for analytic shapes (pathdiff_edge and "
+                "pathdiff_psdr have one for disks)"
+            )
             warnings.warn(
-                f"{who}: shape {shape.id() or shape.class_name()!r} "
-                f"({shape.class_name()}) moves, but analytic shapes have no boundary term here: "
-                "its silhouette and shadow derivatives are missing (use a triangle mesh)",
+                f"{who}: shape {shape.id() or shape.class_name()!r} ({shape.class_name()}) "
+                f"moves, but {what}: its silhouette and shadow derivatives are missing (use a "
+                "triangle mesh)",
                 stacklevel=4,
             )
-        tables = [self.table(mesh) for mesh in moving]
-        others = [s for s in scene.shapes() if s.is_mesh() and s not in moving]
+        tables = [self.table(shape) for shape in moving]
+        others = [s for s in scene.shapes() if edged(s) and s not in moving]
         with dr.suspend_grad():
             distr = [(t, mi.DiscreteDistribution(t.geometry().weight())) for t in tables]
             static = []
@@ -466,7 +503,7 @@ class EdgeTables:
                 static.append((table, mi.DiscreteDistribution(table.geometry().weight())))
         primary, keep = tables, [True] * len(tables)
         if camera:  # every edge moves in the image, a shared edge is one curve there
-            primary = [self.table(m) for m in scene.shapes() if m.is_mesh()]
+            primary = [self.table(s) for s in scene.shapes() if edged(s)]
             twins = self.twins(primary)
             keep = [twins.keep(k) for k in range(len(primary))]
         return EdgeSet(distr, static, primary, moving, camera, keep)
@@ -478,13 +515,13 @@ class EdgeTables:
             self._twins = (key, Twins(tables))
         return self._twins[1]
 
-    def combined(self, meshes: list[mi.Mesh]) -> StaticEdges:
-        """One table of ``meshes``' edges: indices built once per set of meshes (the last two
-        sets are kept), positions refreshed on every call."""
+    def combined(self, meshes: list[mi.Shape]) -> StaticEdges:
+        """One table of the edges of ``meshes`` (and boundary proxies): indices built once
+        per set (the last two sets are kept), positions refreshed on every call."""
         tables = [self.table(mesh) for mesh in meshes]
         key = tuple(id(t) for t in tables)
         cached = self._combined.get(key)
-        if cached is None or [t.mesh for t in cached.tables] != list(meshes):
+        if cached is None or [t.owner for t in cached.tables] != list(meshes):
             cached = StaticEdges(tables)
             self._combined = {**dict(list(self._combined.items())[-1:]), key: cached}
         else:

@@ -95,7 +95,7 @@ class ReparamIntegrator(PathLoopIntegrator):
     def terms(self, scene: mi.Scene, sensor: mi.Sensor | None = None) -> Terms:
         """The warp of secondary rays (when meshes move), primary edges in the image."""
         camera = camera_moves(scene, sensor)
-        edges = self.edges.edge_set(scene, camera, self.plugin)
+        edges = self.edges.edge_set(scene, camera, self.plugin, analytic=False)
         warp = None
         if (edges.meshes or camera) and delta_lights(scene):
             names = ", ".join(repr(e.id() or e.class_name()) for e in delta_lights(scene))
