@@ -116,7 +116,15 @@ def scenes():
     return get
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+#: in the slow tier for edge too (the default tier keeps one case per mechanism: a moving
+#: disk, a static disk at a moving receiver, static proxies seen by a moving camera)
+SLOW = {"occ.translate.x", "occ.scale", "light.translate.y"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, id=_id(c), marks=[pytest.mark.slow] if c[2] in SLOW else []) for c in CASES],
+)
 def test_edge_matches_fd(pd, scenes, case):
     occluder, light, spec, h = case
     assert_matches_fd(pd, scenes(occluder, light), spec, "edge", h=h, spp=32)
