@@ -13,6 +13,7 @@ import sys
 import warnings
 
 from pathdiff.inputs import InputError, OutputError, arg_type
+from pathdiff.optimize.distributed import env_rank
 from pathdiff.optimize.settings import FIELDS, cli_options, flag
 
 from .common import integrator_options, key_value, scene_arguments, xml_params
@@ -141,6 +142,8 @@ def run(args) -> int:
         except OutputError as e:  # show what was computed, then the error (exit 2)
             report(e.result, args.output, wrote=False)
             raise
+    if (args.workers or 1) > 1 and env_rank() != 0:
+        return 0  # a torchrun job: rank 0 reports
     return report(result, args.output)
 
 

@@ -20,7 +20,8 @@ iterations at increasing film width (coarse to fine), with the targets resampled
 
 Modules, in the order a run uses them: :mod:`.settings` (the options, declared once),
 :mod:`.setup` (inputs read and checked: a :class:`~.setup.Plan`), :mod:`.rundir` (the run
-directory: claim, checkpoints, outputs), :mod:`.loop` (the iterations), :mod:`.result`.
+directory: claim, checkpoints, outputs), :mod:`.loop` (the iterations), :mod:`.result`;
+:mod:`.distributed` splits the views over several processes (``workers``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from ..inputs import OutputError
 from ..scene import ParamSpec
 from ..targets import Target
 from ..variables import ParamArg
-from . import diagnose, rundir
+from . import diagnose, distributed, rundir
+from .distributed import Group
 from .loop import History, run_loop
 from .result import OptimizeResult
 from .settings import Settings, parse_schedule
@@ -57,30 +59,43 @@ def optimize(
     image paths, arrays, ``{"image", "sensor", "mask"}`` dicts or :class:`Target` objects
     (the ``i``-th target's sensor defaults to ``i``). ``settings`` are the fields of
     :class:`Settings`, e.g. ``iters=200, lr=0.02, spp=8, loss="l1", out_dir="runs/x"``.
+    ``workers=N`` splits the views over N processes (:mod:`.distributed`; needs torch).
     Bad input raises :class:`pathdiff.inputs.InputError` before any rendering; outputs
     that cannot be written raise :class:`~pathdiff.inputs.OutputError` holding the result. Whatever
     ends the run, the scene is left with its full film sizes and the current values,
     detached.
     """
-    return run(plan(scene, params, targets, Settings(**settings)))
+    p = plan(scene, params, targets, Settings(**settings))
+    with distributed.processes(p, scene, params) as group:
+        return run(p, group)
 
 
-def run(p: Plan) -> OptimizeResult:
-    """Run a :class:`Plan`: claim the run directory, resume, loop, write the outputs."""
-    rundir.claim(p)
+def run(p: Plan, group: Group | None = None) -> OptimizeResult:
+    """Run a :class:`Plan`: claim the run directory, resume, loop, write the outputs.
+
+    With a :class:`~.distributed.Group` of several processes this is rank ``group.rank``'s
+    part: only rank 0 claims, reads and writes the run directory (the others receive the
+    checkpoint from it and write frames of their own views)."""
+    group = group or Group()
+    lead = group.rank == 0
     history = History(initial={v.name: v.value() for v in p.vars})
-    if p.cfg.resume:
-        rundir.restore(p, history)
-    rundir.open_run(p)
-    save = None if p.out is None else (lambda: rundir.checkpoint(p, history))
+    saved = None
+    if lead:
+        rundir.claim(p)
+        saved = rundir.read_checkpoint(p) if p.cfg.resume else None
+        rundir.open_run(p)
+    saved = group.share(saved)  # also a barrier: no frame is written before the directory
+    if saved is not None:
+        rundir.restore(p, history, saved)
+    save = None if p.out is None or not lead else (lambda: rundir.checkpoint(p, history))
     notes = diagnose.target_notes(p.targets)
-    stop = run_loop(p, history, save)
+    stop = run_loop(p, history, save, group)
     res = rundir.result(p, history, stop)
     rows = np.array(history.rows).reshape(-1, len(p.columns))
     bounds = {v.name: (v.lo, v.hi) for v in p.vars}
     notes += diagnose.bound_notes(res.names, bounds, p.columns, rows)
     res.notes = notes + diagnose.loss_notes(res.losses)
-    if p.out is not None:
+    if p.out is not None and lead:
         try:
             rundir.finish(p, history, res)
         except OSError as e:

@@ -29,8 +29,12 @@ from .. import runs
 from ..render import diff_render
 from ..targets import film_size, photo_response
 from ..variables import bind, param_error
+from .distributed import Group
 from .result import MAX_COLUMNS
 from .setup import Plan
+
+#: the group of a run in one process
+SINGLE = Group()
 
 
 @dataclass
@@ -101,16 +105,21 @@ def view_loss(p: Plan, it: int, view: int, spp: int) -> mi.Float:
     return p.loss_fn(img, T)
 
 
-def evaluate(p: Plan, it: int) -> Evaluation:
-    """Loss of iteration ``it`` and gradients on the latent values (nothing else changes)."""
+def evaluate(p: Plan, it: int, group: Group = SINGLE) -> Evaluation:
+    """Loss of iteration ``it`` and gradients on the latent values (nothing else changes).
+
+    With several processes, this rank renders its views only and the gradients and the
+    loss are summed over the ranks before the check, so every rank decides the same."""
     spp = stage_spp(p, it)
     bind(p.params, p.vars)
-    losses = [view_loss(p, it, view, spp) for view in range(len(p.targets))]
+    losses = [view_loss(p, it, view, spp) for view in group.views(len(p.targets))]
     # One backward pass for all views: each traversal consumes the graph from the latent
-    # values to the scene parameters that the views share.
+    # values to the scene parameters that the views share. Divided by the number of all
+    # views: the sum over the ranks is the loss of one process.
     loss = sum(losses[1:], losses[0]) / len(p.targets)
     dr.backward(loss)
-    total = float(np.array(dr.detach(loss)).ravel()[0])
+    group.allreduce_grads(p.vars)
+    total = group.allreduce_loss(float(np.array(dr.detach(loss)).ravel()[0]))
     bad = [v.name for v in p.vars if not v.grad_finite()]
     if not math.isfinite(total) and not bad:
         bad = ["loss"]
@@ -217,21 +226,24 @@ def scene_guard(p: Plan):
 
 
 # ---- The loop --------------------------------------------------------------------------------
-def run_loop(p: Plan, h: History, checkpoint) -> str:
+def run_loop(p: Plan, h: History, checkpoint, group: Group = SINGLE) -> str:
     """Iterate from ``len(h.losses)`` to ``iters``; the stop reason (``done``, ``plateau``,
-    ``interrupted``). ``checkpoint()`` is called every ``checkpoint_every`` iterations."""
+    ``interrupted``). ``checkpoint()`` is called every ``checkpoint_every`` iterations.
+
+    With several processes every rank runs this loop; the ranks agree on stopping (Ctrl-C
+    on any rank stops all; the plateau test sees the same summed losses on every rank)."""
     from tqdm import tqdm
 
     cfg, flag = p.cfg, [False]
     t0 = time.perf_counter() - h.elapsed
     bar = tqdm(
-        total=cfg.iters, initial=len(h.losses), disable=not cfg.progress, file=sys.stderr,
-        unit="it",
+        total=cfg.iters, initial=len(h.losses), disable=not cfg.progress or group.rank != 0,
+        file=sys.stderr, unit="it",
     )  # fmt: skip
     try:
         with scene_guard(p), graceful_sigint(flag):
             for it in range(len(h.losses), cfg.iters):
-                ev = evaluate(p, it)
+                ev = evaluate(p, it, group)
                 commit(p, h, it, ev, time.perf_counter() - t0)
                 h.elapsed = time.perf_counter() - t0
                 bar.set_postfix_str(f"loss {ev.loss:.4g} {trend(h.losses)}".rstrip())
@@ -240,7 +252,7 @@ def run_loop(p: Plan, h: History, checkpoint) -> str:
                     cfg.callback(it, ev.loss)
                 if checkpoint is not None and len(h.losses) % cfg.checkpoint_every == 0:
                     checkpoint()
-                if flag[0]:
+                if group.any(flag[0]):
                     return "interrupted"
                 if plateau(h.losses, cfg.patience, cfg.tol):
                     return "plateau"

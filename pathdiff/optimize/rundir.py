@@ -5,6 +5,8 @@
   needs a checkpoint there and the same settings (only the ``resumable`` ones, e.g.
   ``--iters``, may change). It creates nothing; :func:`open_run` does, just before the loop.
 * :func:`checkpoint` / :func:`restore` write and read ``checkpoint.npz``;
+* with several processes (:mod:`.distributed`) only rank 0 claims, writes and reads the
+  directory: the others get the checkpoint from it and write only frames of their views;
 * :func:`finish` writes the trajectory, plots, final renders, frames, scene and result.
 """
 
@@ -157,8 +159,8 @@ def checkpoint(p, h: History) -> Path:
     return runs.save_checkpoint(p.out, arrays, meta)
 
 
-def restore(p, h: History) -> None:
-    """Load the variables' state and the history from ``checkpoint.npz``."""
+def read_checkpoint(p) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and metadata of ``checkpoint.npz``, checked against plan ``p``."""
     arrays, meta = runs.load_checkpoint(p.out)
     names = [v.name for v in p.vars]
     if meta["params"] != names or meta["columns"] != p.columns:
@@ -166,6 +168,13 @@ def restore(p, h: History) -> None:
             f"the checkpoint in {p.out} is for parameters {meta['params']}, not {names}: "
             "run the same command with --resume, or use another -o"
         )
+    return arrays, meta
+
+
+def restore(p, h: History, saved: tuple[dict, dict] | None = None) -> None:
+    """Load the variables' state and the history from ``checkpoint.npz`` (or from ``saved``,
+    what :func:`read_checkpoint` returned, e.g. on another process)."""
+    arrays, meta = saved if saved is not None else read_checkpoint(p)
     for i, v in enumerate(p.vars):
         v.load_state({k: arrays[f"var{i}.{k}"] for k in ("x", "m", "v", "t")})
         h.initial[v.name] = arrays[f"var{i}.initial"]

@@ -71,6 +71,14 @@ class Settings:
         group=_OPT,
     )
     tol: float = option(1e-3, "relative improvement for --patience", check="float>=0", group=_OPT)
+    workers: int = option(
+        1,
+        "processes to split the views over (torch.distributed; needs pathdiff[torch])",
+        check="int>0",
+        metavar="N",
+        group=_OPT,
+        resumable=True,
+    )
     lambda_: float = option(
         20.0,
         "large-steps lambda for vertex positions (0: plain Adam)",

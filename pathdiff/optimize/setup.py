@@ -24,6 +24,7 @@ from ..render import make_integrator
 from ..scene import ParamSpec, load_scene
 from ..targets import EXPOSURE, Target, film_size, load_target
 from ..variables import ParamArg, Variable, select_variables, values_for
+from . import distributed
 from .result import MAX_COLUMNS
 from .settings import Settings, parse_schedule, validate
 
@@ -59,6 +60,7 @@ def plan(
 ) -> Plan:
     """Read and check every input of a run (no rendering, no output written)."""
     cfg = validate(cfg)
+    distributed.check(scene, param_args, targets, cfg)
     if not isinstance(scene, mi.Scene):
         cfg = dataclasses.replace(cfg, xml=cfg.xml or os.fspath(scene))
         scene = load_scene(scene, **cfg.xml_params)
