@@ -130,6 +130,14 @@ class _DiffRender(dr.CustomOp):
         return "pathdiff.render"
 
 
+def gradient_seed(seed: int | mi.UInt32) -> int | mi.UInt32:
+    """The seed of the gradient pass, decorrelated from the primal pass's ``seed``; a
+    ``mi.UInt32`` seed (inside ``dr.freeze``) stays on the device."""
+    if isinstance(seed, int):
+        return int(mi.sample_tea_32(seed, 1)[0])
+    return mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(1))[0]
+
+
 def diff_render(
     scene: mi.Scene,
     params: mi.SceneParameters,
@@ -143,7 +151,7 @@ def diff_render(
     the attached values in ``extra`` (e.g. the θ of camera ParamSpecs)."""
     if isinstance(sensor, int):
         sensor = scene.sensors()[sensor]
-    seed_grad = int(mi.sample_tea_32(seed, 1)[0])
+    seed_grad = gradient_seed(seed)
     inputs = (dict(params), list(extra))
     return dr.custom(
         _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp)
@@ -167,7 +175,7 @@ def backward_render(
     ``Σ δI · diff_render(..., seed=seed)``."""
     if isinstance(sensor, int):
         sensor = scene.sensors()[sensor]
-    seed_grad = int(mi.sample_tea_32(seed, 1)[0])
+    seed_grad = gradient_seed(seed)
     inputs = (dict(params), list(extra))
     img = dr.custom(
         _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp),

@@ -29,6 +29,7 @@ from .. import runs
 from ..render import diff_render
 from ..targets import film_size, photo_response
 from ..variables import bind, param_error
+from . import frozen
 from .distributed import Group
 from .result import MAX_COLUMNS
 from .setup import Plan
@@ -80,9 +81,8 @@ def render_seed(p: Plan, it: int, view: int) -> int:
     return ((p.cfg.seed << 20) + it * len(p.targets) + view) & 0xFFFFFFFF
 
 
-def render_view(p: Plan, it: int, view: int, spp: int) -> mi.TensorXf:
+def render_view(p: Plan, view: int, spp: int, seed: int | mi.UInt32) -> mi.TensorXf:
     sensor = p.targets[view].sensor
-    seed = render_seed(p, it, view)
     # latent values of ParamSpecs are inputs too: a camera's pose reaches the image only
     # through the integrator (see pathdiff.render.diff_render)
     extra = [v.latent for v in p.vars if v.kind == "spec"]
@@ -94,15 +94,28 @@ def keep_frame(p: Plan, it: int, view: int, img: mi.TensorXf) -> None:
         runs.save_frame(p.out, view, it, np.array(dr.detach(img)))
 
 
-def view_loss(p: Plan, it: int, view: int, spp: int) -> mi.Float:
-    target = p.targets[view]
-    img = render_view(p, it, view, spp)
-    T, M = target.tensors(*film_size(p.scene, target.sensor))
-    img = photo_response(img, target, T, M, p.cfg.exposure)
-    keep_frame(p, it, view, img)
-    if M is not None:
-        img, T = img * M, T * M
-    return p.loss_fn(img, T)
+def forward_backward(
+    p: Plan, views: list[int], seeds: list, spp: int
+) -> tuple[mi.TensorXf, list[mi.TensorXf]]:
+    """Bind, render ``views``, camera response, mask, loss, one backward pass: the part of an
+    iteration that :mod:`.frozen` can record once and replay. Returns the loss (divided by
+    the number of *all* views, so that the sum over the ranks is one process's loss) and
+    the views' images as the targets' cameras would record them (for the frames)."""
+    bind(p.params, p.vars)
+    images, losses = [], []
+    for view, seed in zip(views, seeds):
+        target = p.targets[view]
+        T, M = target.tensors(*film_size(p.scene, target.sensor))
+        img = photo_response(render_view(p, view, spp, seed), target, T, M, p.cfg.exposure)
+        images.append(img)
+        if M is not None:
+            img, T = img * M, T * M
+        losses.append(p.loss_fn(img, T))
+    # One backward pass for all views: each traversal consumes the graph from the latent
+    # values to the scene parameters that the views share.
+    loss = sum(losses[1:], losses[0]) / len(p.targets)
+    dr.backward(loss)
+    return loss, images
 
 
 def evaluate(p: Plan, it: int, group: Group = SINGLE) -> Evaluation:
@@ -111,13 +124,13 @@ def evaluate(p: Plan, it: int, group: Group = SINGLE) -> Evaluation:
     With several processes, this rank renders its views only and the gradients and the
     loss are summed over the ranks before the check, so every rank decides the same."""
     spp = stage_spp(p, it)
-    bind(p.params, p.vars)
-    losses = [view_loss(p, it, view, spp) for view in group.views(len(p.targets))]
-    # One backward pass for all views: each traversal consumes the graph from the latent
-    # values to the scene parameters that the views share. Divided by the number of all
-    # views: the sum over the ranks is the loss of one process.
-    loss = sum(losses[1:], losses[0]) / len(p.targets)
-    dr.backward(loss)
+    views = list(group.views(len(p.targets)))
+    seeds = [render_seed(p, it, view) for view in views]
+    if p.iteration is None:
+        p.iteration = frozen.wrap(p, forward_backward)
+    loss, images = p.iteration(views, seeds, spp)
+    for view, img in zip(views, images):
+        keep_frame(p, it, view, img)
     group.allreduce_grads(p.vars)
     total = group.allreduce_loss(float(np.array(dr.detach(loss)).ravel()[0]))
     bad = [v.name for v in p.vars if not v.grad_finite()]

@@ -62,6 +62,14 @@ class Settings:
         metavar="RES:SPP,...",
         group=_OPT,
     )
+    freeze: str = option(
+        "auto",
+        "record an iteration's kernels once and replay them (Dr.Jit's dr.freeze): auto ="
+        " whenever nothing moves geometry or the camera, off = trace every iteration",
+        choices=["auto", "off"],
+        group=_OPT,
+        resumable=True,
+    )
     patience: int = option(
         0,
         "stop when the mean loss of the last N iterations improves by less than --tol on "

@@ -50,6 +50,9 @@ class Plan:
     out: Path | None
     frame_every: int
     columns: list[str]
+    #: ``(views, seeds, spp) -> (loss, images)``: one iteration's render, loss and backward
+    #: pass, frozen where it can be (:mod:`.frozen`); made on the first iteration
+    iteration: Callable | None = None
 
 
 def plan(
@@ -75,7 +78,7 @@ def plan(
     for name, value in values_for(variables, cfg.init, cfg.base_dir, "initial value").items():
         by_name[name].set_value(value)
     truth = _load_truth(variables, cfg.truth, cfg.base_dir)
-    name = cfg.integrator or ("edge" if _moves_geometry(variables) else "prb")
+    name = cfg.integrator or ("edge" if moves_geometry(variables) else "prb")
     with as_input_error():
         integ = make_integrator(scene, name, **cfg.integrator_options)
     return Plan(
@@ -124,8 +127,10 @@ def _check_targets(targets: list[Target]) -> None:
         raise InputError(f"more than one target for a sensor: sensors {sensors}")
 
 
-def _moves_geometry(variables: list[Variable]) -> bool:
-    return any(k.endswith(GEOMETRY_KEYS) for v in variables for k in v.keys)
+def moves_geometry(variables: list[Variable]) -> list[str]:
+    """Names of the variables that move geometry or a camera (keys such as
+    ``vertex_positions``, ``to_world``)."""
+    return [v.name for v in variables if any(k.endswith(GEOMETRY_KEYS) for k in v.keys)]
 
 
 def _load_truth(variables: list[Variable], truth, base: str) -> dict[str, np.ndarray]:
