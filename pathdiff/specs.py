@@ -150,7 +150,7 @@ def resolve_param(scene: mi.Scene, spec: str) -> ParamSpec:
         raise SceneError(f"parameter {key!r} is not differentiable")
     value = params[key]
     if not dr.is_array_v(value) or _size(value) == 0:
-        hint = "; for a mesh use SHAPE.translate/rotate/scale" if key.endswith("to_world") else ""
+        hint = "; use SHAPE.translate/rotate/scale" if key.endswith("to_world") else ""
         raise SceneError(
             f"parameter {key!r} ({type(value).__name__}) cannot take a scalar θ: "
             f"ParamSpecs need a Float, colour, texture or vertex parameter{hint}"

@@ -137,7 +137,11 @@ def test_psdr_matches_fd(pd, scenes, case):
     assert_matches_fd(pd, scenes(occluder, light), spec, "psdr", h=h, spp=32)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[3]], ids=[_id(CASES[1]), _id(CASES[3])])
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(CASES[1], id=_id(CASES[1]), marks=pytest.mark.slow),
+     pytest.param(CASES[3], id=_id(CASES[3]))],
+)  # fmt: skip
 def test_without_proxies_the_comparison_fails(pd, scenes, case, monkeypatch):
     """Negative control: the same comparison rejects the estimator without proxies (the
     disk's silhouette and shadow are missing: what every estimator did before)."""

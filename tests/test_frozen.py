@@ -1,8 +1,8 @@
 """Frozen iterations (``freeze="auto"``, :mod:`pathdiff.optimize.frozen`): the same
 trajectory as the unfrozen loop for the same seeds, a fixed number of recordings per stage
-(two: the first iteration sees the scene's values as loaded, later ones the values the
-previous iteration bound; the learning rate's decay does not re-record), the cases that run
-unfrozen, and the fallback when a recording fails."""
+(at most two: the first iteration may see the scene's values as loaded, later ones the
+values the previous iteration bound; the learning rate's decay does not re-record), the
+cases that run unfrozen, and the fallback when a recording fails."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def test_same_trajectory_and_one_recording(pd, target):
     tgt = {"image": target, "mask": mask}
     p, a = _run(pd, tgt, exposure="fit", freeze="auto", iters=12)
     _, b = _run(pd, tgt, exposure="fit", freeze="off", iters=12)
-    assert isinstance(p.iteration, frozen.FrozenIteration) and p.iteration.recordings == 2
+    assert isinstance(p.iteration, frozen.FrozenIteration)
+    assert 1 <= p.iteration.recordings <= 2  # not one per iteration (12 here)
     _same(a, b)
 
 
@@ -61,7 +62,7 @@ def test_a_stage_records_once(pd, target):
     _, frozen = _modules()
     p, a = _run(pd, target, schedule="12:2,24:4", freeze="auto")
     _, b = _run(pd, target, schedule="12:2,24:4", freeze="off")
-    assert p.iteration.recordings == 4
+    assert 2 <= p.iteration.recordings <= 4  # 1-2 per stage, not one per iteration
     _same(a, b)
 
 
@@ -71,12 +72,14 @@ def test_a_stage_records_once(pd, target):
         (["tall_box.translate.x"], {}, None, "moves geometry"),
         (["red.reflectance.value[0]"], {}, None, "is a ParamSpec"),
         (["red.reflectance.value"], {}, "edge", "estimator pathdiff_edge is not frozen"),
+        (["red.reflectance.value"], {}, None, "the loss is a Python callable"),
     ],
 )
 def test_unfrozen_cases(pd, target, keys, init, integrator, reason):
     opt, frozen = _modules()
     scene = pd.load_scene(scene_path("cbox"), res=24)
-    cfg = opt.Settings(iters=1, spp=1, progress=False, integrator=integrator)
+    loss = (lambda img, t: ((img - t) ** 2).sum()) if "callable" in reason else "l2"
+    cfg = opt.Settings(iters=1, spp=1, progress=False, integrator=integrator, loss=loss)
     p = opt.plan(scene, keys, [target], cfg)
     assert reason in frozen.reason_not_to_freeze(p)
 

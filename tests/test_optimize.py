@@ -29,7 +29,9 @@ SHORT_RUNS = [
     # three photos by Mitsuba, two exposures and poses unknown (about 1 min: slow tier)
     ("photos", ["--iters", "30", "--spp", "8"], 2),
 ]
-SLOW_RUNS = {"photos"}
+#: over a minute each (the camera example: 72 s of edge-estimator iterations); the camera's
+#: gradients have their own default-tier tests (test_camera_specs.py)
+SLOW_RUNS = {"photos", "camera"}
 RUNS = [
     pytest.param(*r, id=r[0], marks=pytest.mark.slow if r[0] in SLOW_RUNS else ())
     for r in SHORT_RUNS

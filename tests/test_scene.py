@@ -111,7 +111,7 @@ def test_list_params(scene):
     assert "box2.vertex_positions" in rows  # meshes sharing a BSDF are not merged
     assert rigid_specs(scene) == [
         f"{shape}.{motion}"
-        for shape in ("box", "box2", "quad")
+        for shape in ("box", "box2", "ball", "quad")  # the sphere through its to_world
         for motion in [*(f"translate.{a}" for a in "xyz"), *(f"rotate.{a}" for a in "xyz"), "scale"]
     ] + [
         f"sensor.{motion}"  # the perspective sensor's pose and fov
@@ -204,7 +204,6 @@ def test_rigid_specs(scene):
         ("box.translate.w", r"did you mean: .*box\.translate\.x"),
         ("red.reflectance.value[3]", r"index 3 out of range .*\(3 components\)"),
         ("bx.translate.x", r"unknown shape 'bx' .*box"),
-        ("ball.rotate.x", "ball is a sphere, not a triangle mesh: rigid ParamSpecs need a mesh"),
         ("box.faces", "'box.faces' is not differentiable"),
         ("ball.to_world", r"AffineTransform4f.*SHAPE\.translate"),
     ],
@@ -213,6 +212,11 @@ def test_paramspec_errors(scene, spec, message):
     with pytest.raises(SceneError, match=message) as info:
         resolve_param(scene, spec)
     assert "\n" not in str(info.value)
+
+
+def test_analytic_shapes_move_through_to_world(scene):
+    spec = resolve_param(scene, "ball.rotate.x")
+    assert spec.kind == "geometry" and spec.keys == ["ball.to_world"]
 
 
 def test_near_matches_are_at_most_five(scene):

@@ -29,7 +29,10 @@ CASES = [
 IDS = [f"{c[0]}-{c[1]}-{c[2]}" for c in CASES]
 #: the FD comparisons of these run in the slow tier (their exact equality with
 #: pd.gradient, which has its own FD tests, runs by default)
-SLOW_FD = {"light.emitter.radiance.value", "occluder.vertex_positions", "sensor.translate.x"}
+SLOW_FD = {
+    "light.emitter.radiance.value", "occluder.translate.x", "occluder.vertex_positions",
+    "sensor.translate.x",
+}  # fmt: skip
 FD_CASES = [
     pytest.param(*c, id=i, marks=[pytest.mark.slow] if c[1] in SLOW_FD else [])
     for c, i in zip(CASES, IDS)

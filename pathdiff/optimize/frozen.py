@@ -19,6 +19,8 @@ are the same either way:
   on the host when vertices move, which a recording cannot replay;
 * textures: replaying a recording that updates a bitmap texture crashes Dr.Jit 1.5 (a
   segmentation fault within ten iterations of the textured example);
+* a loss given as a Python callable: its Python code runs only while recording, so any
+  state it keeps (or a host read) would not be replayed;
 * ParamSpec variables (their base values live in the spec, outside the recorded inputs)
   and estimators other than ``prb``/``ad`` (the boundary estimators keep host-built edge
   tables between renders): a failed recording can leave Dr.Jit 1.5 in a state that crashes
@@ -55,6 +57,8 @@ def reason_not_to_freeze(p) -> str | None:
     textures = [v.name for v in p.vars if any(isinstance(p.params[k], mi.TensorXf) for k in v.keys)]
     if textures:  # measured: the replay segfaults within 10 iterations (textured example)
         return f"{textures[0]} is a texture (Dr.Jit 1.5's replay crashes on bitmap updates)"
+    if callable(p.cfg.loss):  # its Python code would run only while recording
+        return "the loss is a Python callable"
     specs = [v.name for v in p.vars if v.kind == "spec"]
     if specs:  # a ParamSpec's base values live in the spec, not in the recorded inputs
         return f"{specs[0]} is a ParamSpec"
