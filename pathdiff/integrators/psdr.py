@@ -207,6 +207,7 @@ class PSDRIntegrator(PathLoopIntegrator):
         ds, _ = scene.sample_emitter_direction(y, rng.next_2d(), False, ~uniform)
         ω = dr.select(uniform, mi.warp.square_to_uniform_sphere(rng.next_2d()), ds.d)
         ok = (pmf > 0) & (uniform | (~ds.delta & (ds.pdf > 0)))
+        ok &= uniform | self._first_seen(scene, ds, ok & ~uniform)
         offset = (1 + dr.max(dr.abs(y.p))) * mi.math.RayEpsilon
         si = scene.ray_intersect(mi.Ray3f(y.p - offset * ω, -ω), ok)
         static = isinstance(table, StaticEdges)
@@ -217,6 +218,23 @@ class PSDRIntegrator(PathLoopIntegrator):
         if static:  # seen from a moving receiver, or from any camera hit of a moving camera
             ok &= edges.on_moving(si) | edges.camera
         return Segment(idx, pmf, ω, m / m_len, si, y, uniform, ok)
+
+    @staticmethod
+    def _first_seen(scene: mi.Scene, ds: mi.DirectionSample3f, active: mi.Bool) -> mi.Bool:
+        """Whether the sampled emitter point is the first surface seen from the edge point
+        along ``ω``. The side rays measure the radiance of the *first* hit, whose density
+        ``p(ω)`` counts that point alone; an emitter sample behind it (the far side of a
+        closed emitter, or behind another surface) would reach the same first hit a second
+        time. Dropping those keeps the emitter strategy's density that of the first hit,
+        as NEE's shadow test does (measured: a small sphere light behind a sphere occluder,
+        AD/FD 2.29 before: each direction through the light was counted from both its front
+        and its back point)."""
+        finite = active & (ds.dist < dr.largest(mi.Float))
+        light = dr.zeros(mi.Interaction3f)
+        light.p, light.n = ds.p, ds.n
+        back = light.spawn_ray(-ds.d)  # from the emitter point towards the edge point
+        hit = scene.ray_intersect(back, mi.RayFlags.Minimal, False, finite)
+        return ~finite | ~hit.is_valid() | (hit.t >= (1 - 1e-3) * ds.dist)
 
     def _rays(self, seg: Segment) -> list[mi.Ray3f]:
         """The rays from ``x_K`` just on the "+" and the "−" side of the edge at ``y``."""
