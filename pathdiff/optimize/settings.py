@@ -65,7 +65,8 @@ class Settings:
     freeze: str = option(
         "auto",
         "record an iteration's kernels once and replay them (Dr.Jit's dr.freeze): auto ="
-        " whenever nothing moves geometry or the camera, off = trace every iteration",
+        " where it applies (colours, floats, emitter values with prb/ad; docs/optimize.md),"
+        " off = trace every iteration",
         choices=["auto", "off"],
         group=_OPT,
         resumable=True,
