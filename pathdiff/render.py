@@ -146,15 +146,18 @@ def diff_render(
     spp: int = 0,
     seed: int = 0,
     extra: Sequence = (),
+    shape: tuple | None = None,
 ) -> mi.TensorXf:
     """A differentiable render (like ``mi.render``) that also carries the derivatives of
-    the attached values in ``extra`` (e.g. the θ of camera ParamSpecs)."""
+    the attached values in ``extra`` (e.g. the θ of camera ParamSpecs). With ``shape`` (the
+    image's), no primal pass: zeros whose gradient runs the reverse pass
+    (:func:`backward_render`)."""
     if isinstance(sensor, int):
         sensor = scene.sensors()[sensor]
-    seed_grad = gradient_seed(seed)
+    seeds = (seed, gradient_seed(seed))
     inputs = (dict(params), list(extra))
     return dr.custom(
-        _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp)
+        _DiffRender, scene, sensor, inputs, params, integrator, seeds, (spp, spp), shape
     )
 
 
@@ -173,14 +176,7 @@ def backward_render(
     the attached values in ``extra``, without a primal render. The gradient pass uses the
     seed :func:`diff_render` derives from ``seed``, so the result equals the gradient of
     ``Σ δI · diff_render(..., seed=seed)``."""
-    if isinstance(sensor, int):
-        sensor = scene.sensors()[sensor]
-    seed_grad = gradient_seed(seed)
-    inputs = (dict(params), list(extra))
-    img = dr.custom(
-        _DiffRender, scene, sensor, inputs, params, integrator, (seed, seed_grad), (spp, spp),
-        grad_image.shape,
-    )  # fmt: skip
+    img = diff_render(scene, params, integrator, sensor, spp, seed, extra, grad_image.shape)
     dr.set_grad(img, grad_image)
     dr.enqueue(dr.ADMode.Backward, img)
     dr.traverse(dr.ADMode.Backward)

@@ -53,7 +53,7 @@ import mitsuba as mi
 
 from .params import scene_params
 from .render import backward_render, make_integrator
-from .scene import ParamSpec, bind_specs, resolve_param
+from .scene import ParamSpec, _size, bind_specs, resolve_param
 from .variables import _flatten, _unflatten
 
 __all__ = ["render"]
@@ -115,7 +115,7 @@ class _Call:
                 self.specs.append(resolve_param(scene, key) if isinstance(key, str) else key)
             self.names.append(key if isinstance(key, str) else key.name)
             self.values_in.append(value)
-        self.shapes = {k: _size_of(self.params[k]) for k in self.keys}
+        self.shapes = {k: _size(self.params[k]) for k in self.keys}
 
     # -- the two passes ------------------------------------------------------------------
     def primal(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -217,10 +217,6 @@ def _as_tensor(value, name: str) -> torch.Tensor:
     except (TypeError, ValueError):
         kind = type(value).__name__
         raise TypeError(f"{name}: expected a tensor or numbers, got {kind}") from None
-
-
-def _size_of(value) -> int:
-    return dr.width(_flatten(value))
 
 
 def _finite(t: torch.Tensor, what: str) -> torch.Tensor:

@@ -7,6 +7,7 @@ behaviour)."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import mitsuba as mi
 import numpy as np
@@ -41,20 +42,9 @@ def _floor() -> dict:
     }  # fmt: skip
 
 
-_QUAD = None
-
-
 def _quad_obj() -> str:
     """A two-triangle quad [-1, 1]² in z = 0 as a mesh (the receiver)."""
-    global _QUAD
-    if _QUAD is None:
-        import tempfile
-
-        path = tempfile.NamedTemporaryFile("w", suffix=".obj", delete=False)
-        path.write("v -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\nf 1 2 3\nf 1 3 4\n")
-        path.close()
-        _QUAD = path.name
-    return _QUAD
+    return str(Path(__file__).resolve().parent / "data" / "quad.obj")
 
 
 def _light(kind: str = "rectangle") -> dict:

@@ -60,14 +60,16 @@ class ShapeProxy:
         self.params["faces"] = mi.UInt32(F.astype(np.uint32).ravel())
         self.shape_params = mi.traverse(shape)
         self.refresh()
+        self.params.update()  # once: the proxy is in no scene, its bounds are never used
 
     def transform(self) -> mi.Transform4f:
         with dr.resume_grad():
             return mi.Transform4f(self.shape_params["to_world"])
 
     def refresh(self) -> None:
-        """Detached world positions ``to_world · local`` from the shape's current transform."""
+        """Detached world positions ``to_world · local`` from the shape's current transform,
+        written into the buffer directly (no ``update()``: that would recompute bounds on the
+        host on every render)."""
         with dr.suspend_grad():
             T = mi.Transform4f(dr.detach(self.shape_params["to_world"]))
             self.params["vertex_positions"] = dr.ravel(T @ dr.unravel(mi.Point3f, self.local))
-            self.params.update()
