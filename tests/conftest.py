@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,10 @@ def assert_matches_fd(
     n = max(spp // 2, 4)
     ad = [pd.derivative(scene, spec, integrator, spp=n, seed=s, **opts) for s in range(8)]
     fd = [pd.finite_difference(scene, spec, h=h, spp=256, seed=100 + s) for s in range(8)]
-    result = compare(ad, fd, tiles=tiles)
+    # float32 rounding: where FD is exactly 0 (nothing moves there), AD's last-bit rounding
+    # can have the same sign in every seed; 1e-5 of FD's absolute sum is far below any bias
+    floor = 1e-5 * float(np.abs(np.stack(fd)).sum()) / len(fd)
+    result = compare(ad, fd, tiles=tiles, floor=floor)
     significant = abs(result.b_mean) > 4 * result.b_se
     assert significant[1:].any(), "FD is not significant: the comparison would be vacuous"
     assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"

@@ -242,8 +242,8 @@ def test_non_pinhole_sensors_are_refused():
 RES = 24
 #: scene, its options, camera motion, FD step
 SCENE_CASES = {
-    # area light, meshes only (cbox walls, two boxes), direct light: with one bounce more,
-    # the interior term's ray-attached convention leaves a residual (see KNOWN)
+    # area light, meshes only (cbox walls, two boxes), direct light, and with one bounce more
+    # (indirect light at sliding camera hits)
     "cbox": ("cbox", {"max_depth": 2}),
     "cbox_bounce": ("cbox", {"max_depth": 3}),
     # environment map seen directly around two spheres on a floor
@@ -282,22 +282,16 @@ def _check(pd, name, motion, integrator, tiles=4, spp=64, **opts):
     return compare(ad, fd, tiles=tiles)
 
 
-#: known failures (measured 2026-12-04; tile statistics |z| up to ~30):
-#: - psdr: its K = 1 path-space term does not treat camera hits as moving receivers, so
-#:   shadow boundaries seen directly are missed (a run-time warning says so).
-#: (edge on cbox, fixed: the walls' shared edges were sampled once per wall, twice in all)
-#: - cbox with one bounce (max_depth 3): the interior term finds the vertex after a moving
-#:   first hit from a detached origin (ray-attached convention, issue 13.2), so indirect light
-#:   that varies along the walls is not differentiated as the camera hits slide: tiles off by
-#:   ~0.2 of ~20 (z 5-8 at 8 x 128 spp; at max_depth 2 they agree). reparam is exempt: its
-#:   warp starts the rays leaving a moving camera's hits at the attached hits.
-KNOWN = {}
+#: known failures (none now). Fixed: psdr's K = 1 term missed shadow boundaries at camera
+#: hits; edge on cbox sampled the walls' shared edges twice; with one bounce (cbox_bounce) the
+#: vertex after a moving camera hit was found from a detached origin and nothing followed the
+#: hit (tiles off by ~0.2 of ~20, z 5-8, in edge and psdr) until the moving-vertex factors of
+#: issue 13.2 (pathdiff/integrators/base.py).
+KNOWN: dict = {}
 #: more samples where the estimate is heavy-tailed: edge, glossy fov (the sun's penumbrae are
 #: narrow; seen from camera hits that slide, their edge samples carry large weights: a tile
 #: at z -6.7 with 8 x 64 spp agrees at 8 x 128, z -0.2)
 SPP = {("glossy", "fov", "edge"): 128}
-for _estimator in ("edge", "psdr"):
-    KNOWN["cbox_bounce", "rotate.y", _estimator] = "indirect light at sliding camera hits"
 GRADIENT_CASES = [
     pytest.param(
         name, motion, integrator,

@@ -29,14 +29,6 @@ ESTIMATORS = ["prb", "edge", "psdr", "reparam"]
 BOUNDARY = ["edge", "psdr"]
 INTERIOR = ["prb", "edge", "psdr"]  # same interior term (``edge``/``psdr`` build on ``prb``)
 
-GLASS = (
-    "derivative 0 (AD/FD -0.00, |z| 12.8 > 6.9): the middle rough-glass plane moves along its "
-    "normal; the motion a ray-attached vertex passes on to the later vertices is dropped"
-)
-MOVING_EMITTER = (
-    "AD/FD -0.97 (|z| 12.8): textured area emitter moving along z over a static plane; "
-    "NEE samples on the moving emitter are not followed (moving emitters unsupported)"
-)
 DISK = (
     "derivative 0 (|z| 17.8): a `disk` moved through its to_world; reparam's warp has no "
     "analytic shapes (edge and psdr sample the disk's rim through its boundary proxy; warned)"
@@ -48,9 +40,6 @@ REPARAM_MOVING_EMITTER = "AD/FD -7.0 (|z| 10.7): moving emitters are outside rep
 
 #: (configuration, estimator) -> measured failure and its mechanism
 KNOWN: dict[tuple[str, str], str] = {
-    **{("translate_glass_plane_lens", e): GLASS for e in INTERIOR},
-    ("translate_glass_plane_lens", "reparam"): REPARAM_GLASS,
-    **{("translate_textured_area_emitter_illuminating_plane", e): MOVING_EMITTER for e in INTERIOR},
     ("translate_textured_area_emitter_illuminating_plane", "reparam"): REPARAM_MOVING_EMITTER,
     ("translate_disk_emitter_on_gray", "reparam"): DISK,
 }
@@ -58,20 +47,19 @@ KNOWN: dict[tuple[str, str], str] = {
 #: (configuration, estimator) -> failure measured only at high spp (256 spp × 8 seeds
 #: against FD 1024 spp × 8 seeds): the default tier's noise hides it, so these run slow
 KNOWN_HIGH: dict[tuple[str, str], str] = {
-    **{
-        ("translate_plane_under_textured_area_emitter", e): (
-            f"|z| {z} > 5.8 (the image total cancels; tiles and random-weight losses do not): "
-            "textured area emitter over a moving receiver (issue 13: AD/FD 0.76)"
-        )
-        for e, z in [("prb", 12.6), ("edge", 12.6), ("psdr", 12.6), ("reparam", 18.9)]
-    },
+    ("translate_glass_plane_lens", "reparam"): REPARAM_GLASS,
+    ("translate_plane_under_textured_area_emitter", "reparam"): (
+        "|z| 18.9 > 5.8 (the image total cancels; tiles and random-weight losses do not): "
+        "textured area emitter over a moving receiver; reparam's warped rays do not have the "
+        "moving-vertex factors (prb, edge, psdr agree since issue 13.2: |z| 12.6 -> 2.8)"
+    ),
     **{
         ("translate_occluder_area_light", e): (
             f"AD/FD {r} (|z| {z} > 5.8): shadow of a small sphere occluder from a tiny bright "
             "sphere emitter; mechanism not identified (not in issue 13's list; psdr was 2.29 "
             "before its emitter samples had to be the first surface seen, see psdr.py)"
         )
-        for e, r, z in [("edge", 0.68, 6.3), ("psdr", 1.16, 6.8), ("reparam", 1.05, 8.9)]
+        for e, r, z in [("edge", 0.70, 5.1), ("psdr", 1.16, 6.8), ("reparam", 1.05, 8.9)]
     },
     ("translate_textured_plane", "reparam"): (
         "AD/FD 0.28 (|z| 160; 0.62, |z| 57 in the default tier): reparam's secondary warp on "
@@ -84,9 +72,18 @@ DEFAULT = (RES, SPP, 4, FD_SPP, 8)
 HIGH = (RES, 256, 8, 1024, 8)
 
 #: configurations whose ``psdr``/``reparam`` runs take > ~5 s each: those run slow
-HEAVY = {"translate_glass_plane_lens", "translate_textured_area_emitter"}
-#: configurations whose verdict needs the high-spp settings (all estimators run slow)
-NEEDS_HIGH = {"translate_plane_under_textured_area_emitter", "translate_occluder_area_light"}
+HEAVY = {"translate_textured_area_emitter"}
+#: configurations whose verdict needs the high-spp settings (all estimators run slow); the
+#: glass lens: ∂f/f of the rough glass towards the fixed next vertex is heavy-tailed (4 × 32
+#: spp: one random-weight loss at |z| 16 from a few samples; 8 × 256 spp: AD/FD 1.07, |z| 2.6)
+NEEDS_HIGH = {
+    "translate_plane_under_textured_area_emitter",
+    "translate_occluder_area_light",
+    "translate_glass_plane_lens",
+}
+#: known failures measured just under the threshold (edge on the occluder: |z| 5.1 < 5.8,
+#: AD/FD 0.70): not strict, so that the verdict does not hinge on the last decimal
+MARGINAL = {("translate_occluder_area_light", "edge")}
 
 
 def _cases():
@@ -98,7 +95,8 @@ def _cases():
             marks = []
             reason = KNOWN.get((cfg.name, est)) or KNOWN_HIGH.get((cfg.name, est))
             if reason:
-                marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
+                strict = (cfg.name, est) not in MARGINAL
+                marks.append(pytest.mark.xfail(strict=strict, raises=AssertionError, reason=reason))
             if high or (cfg.name in HEAVY and est in ("psdr", "reparam")):
                 marks.append(pytest.mark.slow)
             yield pytest.param(

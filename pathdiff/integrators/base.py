@@ -25,6 +25,26 @@ three regimes, chosen by the AD mode and the integrator:
 Sampling is detached in every regime: directions do not depend on θ, so only the integrand
 values ``f/pdf`` (with a detached pdf) are differentiated.
 
+**Moving vertices.** When shapes (or the camera) move, each vertex ``x_k`` is differentiated
+for its own motion with its neighbours held fixed in space: ``x_k`` slides along the
+(detached) ray that found it, so the factors before it (``f_{k-1}`` along a fixed direction,
+the solid-angle measure) do not change, and the path after it is measured in area at the
+fixed next vertex ``x_{k+1}``:
+
+.. math:: r_{out} = \\frac{f_s(x_k; ω_{in}, \\widehat{x_{k+1} − x_k})\\, G(x_k, x_{k+1})}
+          {\\operatorname{detach}(\\cdot)}, \\qquad G = \\frac{|n_{k+1}·ω|}{|x_{k+1} − x_k|^2}
+
+(not through a delta lobe, and not towards the background: a fixed direction there), while
+at ``x_{k+1}`` the incoming direction follows ``x_k``'s motion (``x_k`` re-derived attached
+from its preliminary intersection, ``x_{k+1}`` held fixed). NEE likewise holds its emitter
+sample fixed while ``x_k`` moves; the emitter's own motion is taken along the shadow ray (a
+textured emitter's texture slides). Summed over vertices, these partial derivatives are the
+total derivative of the path's contribution without differentiating through the chain of
+later vertices, so memory stays independent of depth; the boundary terms measure the motion
+of discontinuities relative to the same fixed neighbours (:func:`.secondary.fixed_share`).
+Off (``moving_vertices=false``), a moving vertex's successors ignore that it moved (a
+negative control).
+
 What an estimator adds is an explicit per-render value, :class:`Terms`, built by
 :meth:`PathLoopIntegrator.terms` from the scene and handed to the loop: a warp of secondary
 rays, an extra zero-valued term at each replay vertex, and boundary images estimated outside
@@ -33,14 +53,13 @@ the loop. Estimators compose these parts; they never copy the loop.
 
 from __future__ import annotations
 
-import warnings
-
 import drjit as dr
 import mitsuba as mi
 from mitsuba.ad.integrators.common import ADIntegrator, RBIntegrator
 
 from .camera import PinholeCamera
 from .camera import attached as camera_attached
+from .edges import moving_analytic_shapes, moving_meshes
 from .sampling import RNGSampler, face_viewer, mis_weight, relative
 from .terms import Terms
 
@@ -57,7 +76,9 @@ class PathLoopIntegrator(RBIntegrator):
     (depth at which Russian roulette starts), ``hide_emitters`` (emitters seen directly
     by the camera are black) and ``bend_normals`` (default true: shading normals facing
     away from the viewer are bent back, see :func:`~.sampling.face_viewer`; false renders
-    exactly as Mitsuba's ``path``).
+    exactly as Mitsuba's ``path``) and ``moving_vertices`` (default true: the factors that
+    follow moving path vertices, see the module docstring; false drops them, a negative
+    control for the tests).
     """
 
     #: run the loop with attached state across iterations (``pathdiff_ad``)
@@ -69,8 +90,10 @@ class PathLoopIntegrator(RBIntegrator):
         super().__init__(props)
         self.hide_emitters = props.get("hide_emitters", False)
         self.bend_normals = props.get("bend_normals", True)
+        self.moving_vertices = props.get("moving_vertices", True)
         self.options = {
             "bend_normals": self.bend_normals,
+            "moving_vertices": self.moving_vertices,
             "max_depth": props.get("max_depth", 6),
             "rr_depth": self.rr_depth,
             "hide_emitters": self.hide_emitters,
@@ -147,14 +170,6 @@ class PathLoopIntegrator(RBIntegrator):
         everything seen from it, follows the moving camera (same values)."""
         ray, weight, pos = super().sample_rays(scene, sensor, sampler)
         if camera_attached(sensor):
-            if self.max_depth > 2 and not self.follows_camera_hits:
-                warnings.warn(
-                    f"{self.plugin}: with a moving camera, indirect light is differentiated as "
-                    "if the vertex after each camera hit stayed put (ray-attached convention): "
-                    "a small bias where it varies along surfaces (about 1 % of a tile on the "
-                    "Cornell box); pathdiff_reparam follows the hits one bounce further",
-                    stacklevel=4,
-                )
             with dr.resume_grad():
                 ray = PinholeCamera.of(sensor).attach_ray(ray)
         return ray, weight, pos
@@ -173,6 +188,7 @@ class PathLoopIntegrator(RBIntegrator):
         max_depth: int | mi.UInt32 | None = None,
         camera: bool = True,
         terms: Terms | None = None,
+        moves: bool | None = None,
         **kwargs,
     ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         """Trace one path per lane (see the module docstring for the three regimes).
@@ -180,7 +196,9 @@ class PathLoopIntegrator(RBIntegrator):
         ``max_depth`` overrides the integrator's (per lane, for nested estimates of incident
         radiance), and ``camera=False`` marks paths that do not start at the sensor, where
         ``hide_emitters`` does not apply. ``terms``: the estimator's additions for the replay
-        (default: :meth:`terms` of ``scene``).
+        (default: :meth:`terms` of ``scene``). ``moves``: whether path vertices can move (a
+        shape or the camera carries derivatives; default: found from the scene), which turns
+        on the moving-vertex factors of the replay (module docstring).
         """
         primal = mode == dr.ADMode.Primal
         attached = self.attached and not primal
@@ -190,6 +208,9 @@ class PathLoopIntegrator(RBIntegrator):
             terms = self.terms(scene)
         warp = terms.warp if replay else None
         vertex = terms.vertex if replay else None
+        if moves is None:
+            moves = grad and geometry_moves(scene)
+        moves = bool(moves) and grad and warp is None and self.moving_vertices
 
         ctx = mi.BSDFContext()
         # an attached camera ray (moving camera, see sample_rays) is intersected attached at
@@ -200,6 +221,7 @@ class PathLoopIntegrator(RBIntegrator):
             if ray_cam is not None and mode == dr.ADMode.Forward:
                 # the loop is an isolated AD scope: push dθ into the ray before entering it
                 dr.forward_to(ray_cam.o, ray_cam.d, flags=dr.ADFlag.ClearEdges)
+        moves = moves or (ray_cam is not None and warp is None and self.moving_vertices)
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)
         L = mi.Spectrum(0 if state_in is None or not replay else state_in)
@@ -214,6 +236,10 @@ class PathLoopIntegrator(RBIntegrator):
         max_depth = self.max_depth if max_depth is None else max_depth
         extra = warp is not None or vertex is not None
         rng = RNGSampler.from_ray(ray) if extra else RNGSampler()
+        # the next vertex is found at the end of each iteration (the camera's before the loop);
+        # with moving vertices the previous one is kept to be re-derived attached
+        pi = scene.ray_intersect_preliminary(ray, coherent=True, active=active)
+        prev_pi, prev_ray = (pi, mi.Ray3f(ray)) if moves else (None, None)
 
         loop_mode = "evaluated" if attached else None  # AD across iterations needs unrolling
         # an attached camera ray captured by the loop keeps its derivatives only if grad is
@@ -222,8 +248,10 @@ class PathLoopIntegrator(RBIntegrator):
         with dr.resume_grad(*cam_vars, when=ray_cam is not None):
             while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
                 si, ray_att, det, prev_att = self._intersect(
-                    scene, ray, ray_cam, warp, rng, depth, grad, active, prev_si
+                    scene, pi, ray, ray_cam, warp, rng, depth, grad, active, prev_si
                 )
+                if dr.hint(moves, mode="scalar"):
+                    si = self._attach_wi(si, prev_pi, prev_ray, ray_cam, depth, active)
                 Le = self._emission(
                     scene,
                     si,
@@ -242,9 +270,23 @@ class PathLoopIntegrator(RBIntegrator):
 
                 u_em, u1, u2 = sampler.next_2d(), sampler.next_1d(), sampler.next_2d()
                 L_dir, bs, bsdf_weight = self._nee(
-                    ctx, scene, si, bsdf, u_em, u1, u2, β, warp, rng, depth, grad, active_next
+                    ctx,
+                    scene,
+                    si,
+                    bsdf,
+                    u_em,
+                    u1,
+                    u2,
+                    β,
+                    warp,
+                    rng,
+                    depth,
+                    grad,
+                    moves,
+                    active_next,
                 )
-                ray = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
+                ray_next = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
+                pi_next = scene.ray_intersect_preliminary(ray_next, active=active_next)
 
                 # ---- Differentiate this vertex ----------------------------------------------
                 if dr.hint(grad, mode="scalar"):
@@ -253,7 +295,9 @@ class PathLoopIntegrator(RBIntegrator):
                             ctx,
                             si,
                             bsdf,
-                            ray,
+                            ray_next,
+                            pi_next if moves else None,
+                            bs,
                             prev_att,
                             ray_att,
                             det,
@@ -289,9 +333,12 @@ class PathLoopIntegrator(RBIntegrator):
                 rr_continue = sampler.next_1d() < rr_prob
                 active = active_next & (~rr_active | rr_continue) & (β_max != 0)
 
+                if dr.hint(moves, mode="scalar"):
+                    prev_pi, prev_ray = pi, ray
                 prev_si = type(prev_si)(dr.detach(si))
                 prev_bsdf_pdf = dr.detach(bs.pdf)
                 prev_bsdf_delta = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
+                ray, pi = ray_next, pi_next
                 depth += 1
 
         if dr.hint(replay and mode == dr.ADMode.Forward, mode="scalar"):
@@ -299,12 +346,12 @@ class PathLoopIntegrator(RBIntegrator):
         return L, valid, [], L
 
     # ---- The loop's steps ---------------------------------------------------------------------
-    def _intersect(self, scene, ray, ray_cam, warp, rng, depth, grad, active, prev_si):
-        """The next vertex ``si`` (ray-attached in the derivative passes), the attached ray
-        that reached it, the warp's Jacobian determinant (1 without a warp) and the previous
-        vertex as the warp sees it: with a warp and a moving camera, rays leaving the camera's
-        first hit start at that hit attached (re-found along the attached camera ray), so the
-        warp and the BSDF there follow the camera's motion."""
+    def _intersect(self, scene, pi, ray, ray_cam, warp, rng, depth, grad, active, prev_si):
+        """The vertex ``si`` found by ``pi`` (ray-attached in the derivative passes), the
+        attached ray that reached it, the warp's Jacobian determinant (1 without a warp) and
+        the previous vertex as the warp sees it: with a warp and a moving camera, rays leaving
+        the camera's first hit start at that hit attached (re-found along the attached camera
+        ray), so the warp and the BSDF there follow the camera's motion."""
         with dr.resume_grad(when=grad):
             ray_att, det, prev_att = ray, mi.Float(1), prev_si
             if ray_cam is not None:
@@ -321,12 +368,23 @@ class PathLoopIntegrator(RBIntegrator):
                     prev_att = dr.select(first, hit, prev_si)
                 warped, det = warp(scene, rng, origin, depth, active)
                 ray_att = dr.select(depth == 0, ray_att, warped)
-            si = scene.ray_intersect(
-                ray_att, ray_flags=mi.RayFlags.All, coherent=depth == 0, active=active
-            )
+            si = pi.compute_surface_interaction(ray_att, mi.RayFlags.All, active)
             if self.bend_normals:
                 si, _ = face_viewer(si, ray_att.d)
         return si, ray_att, det, prev_att
+
+    @staticmethod
+    def _attach_wi(si, prev_pi, prev_ray, ray_cam, depth, active):
+        """``si`` whose ``wi`` follows the previous vertex's own motion (same value): that
+        vertex re-derived attached from its preliminary intersection, ray-attached along the
+        ray that found it (the attached camera ray for the camera's hit), ``si`` held fixed."""
+        with dr.resume_grad():
+            ray = prev_ray if ray_cam is None else dr.select(depth == 1, ray_cam, prev_ray)
+            x = prev_pi.compute_surface_interaction(ray, mi.RayFlags.Minimal, active & (depth > 0))
+            wi = si.to_local(dr.normalize(x.p - dr.detach(si.p)))
+            si = mi.SurfaceInteraction3f(si)
+            si.wi = dr.replace_grad(si.wi, dr.select(depth > 0, wi, si.wi))
+        return si
 
     def _emission(self, scene, si, prev_si, prev_pdf, prev_delta, β, depth, camera, grad, active):
         """Emission at ``si`` hit by the previous BSDF sample, MIS-weighted against NEE."""
@@ -339,7 +397,7 @@ class PathLoopIntegrator(RBIntegrator):
         with dr.resume_grad(when=grad):
             return β * w_bsdf * ds.emitter.eval(si, hit_emitter)
 
-    def _nee(self, ctx, scene, si, bsdf, u_em, u1, u2, β, warp, rng, depth, grad, active):
+    def _nee(self, ctx, scene, si, bsdf, u_em, u1, u2, β, warp, rng, depth, grad, moves, active):
         """Next-event estimation (detached sample, attached value) and the BSDF sample of the
         next direction (detached; one BSDF call for both in the primal pass):
         ``L_dir, bs, bsdf_weight``."""
@@ -350,7 +408,7 @@ class PathLoopIntegrator(RBIntegrator):
         with dr.resume_grad(when=grad):
             if grad:
                 ds, em_weight = self._attached_emitter_sample(
-                    scene, si, ds, em_weight, warp, rng, depth, active_em
+                    scene, si, ds, em_weight, warp, rng, depth, moves, active_em
                 )
             wo = si.to_local(ds.d)
             if grad:
@@ -366,7 +424,7 @@ class PathLoopIntegrator(RBIntegrator):
                 bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active)
         return L_dir, bs, bsdf_weight
 
-    def _attached_emitter_sample(self, scene, si, ds, em_weight, warp, rng, depth, active):
+    def _attached_emitter_sample(self, scene, si, ds, em_weight, warp, rng, depth, moves, active):
         """The NEE sample's direction and weight, attached to the moving shading point.
 
         A finite emitter's sample is a fixed point: its direction and distance follow the
@@ -374,10 +432,24 @@ class PathLoopIntegrator(RBIntegrator):
         held fixed in area measure, so the geometry term ``G = |cos_l| / r²`` is
         differentiated; a delta emitter (point, spot, projector) has no area measure and its
         ``eval_direction()`` computes its own falloff from the attached point (adding ``G``
-        would count a point light's ``1/r²`` twice). With a warp, the shadow ray is warped from
-        the attached vertex instead; its visibility is the detached sample's (constant in the
-        warped variables), so the warped ray is not traced again."""
+        would count a point light's ``1/r²`` twice). The emitter's own motion is taken along
+        the (detached) shadow ray, as a BSDF sample's hit would be: with ``moves``, a textured
+        area emitter is re-intersected there attached, so its texture slides under a moving
+        emitter (an untextured one does not change along the ray: its outline's motion is a
+        boundary term). With a warp, the shadow ray is warped from the attached vertex
+        instead; its visibility is the detached sample's (constant in the warped variables),
+        so the warped ray is not traced again."""
         finite = ~mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+        slide = mi.Spectrum(1)
+        if moves:  # (ds.uv stays detached: the projector re-derives it only then)
+            textured = active & mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Surface)
+            textured &= mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.SpatiallyVarying)
+            with dr.suspend_grad():
+                shadow = si.spawn_ray_to(ds.p)
+                shadow.maxt = dr.largest(mi.Float)
+            hit = scene.ray_intersect(shadow, mi.RayFlags.All, False, textured)
+            textured &= hit.is_valid() & (hit.shape == ds.emitter.get_shape())
+            slide = dr.select(textured, relative(ds.emitter.eval(hit, textured)), 1)
         to_light = ds.p - si.p
         dist2 = dr.squared_norm(to_light)
         ds.d = dr.select(finite, to_light * dr.rsqrt(dist2), ds.d)
@@ -390,20 +462,55 @@ class PathLoopIntegrator(RBIntegrator):
             shadow = si.spawn_ray(dr.detach(ds.d))
             ray_em, det = warp(scene, rng, shadow, depth + 1, active & ~ds.delta)
             ds.d = dr.select(ds.delta, ds.d, ray_em.d)
-        value = scene.eval_emitter_direction(si, ds, active) * det
+        value = scene.eval_emitter_direction(si, ds, active) * det * slide
         return ds, dr.replace_grad(em_weight, dr.select(ds.pdf != 0, value / ds.pdf, 0))
 
     def _bsdf_ratios(
-        self, ctx, si, bsdf, ray, prev_si, ray_att, det, warp, depth, active, active_next
+        self,
+        ctx,
+        si,
+        bsdf,
+        ray,
+        pi_next,
+        bs,
+        prev_si,
+        ray_att,
+        det,
+        warp,
+        depth,
+        active,
+        active_next,
     ):
         """``(r_in, r_out)``: value 1, derivative ``∂f/f`` of the BSDF on the incoming side
         (with a warp: the previous vertex's BSDF along the warped ray that reached ``si``, times
-        the Jacobian determinant) or the outgoing side (along the sampled ``ray``)."""
+        the Jacobian determinant) or the outgoing side (along the sampled ``ray``).
+
+        With moving vertices (``pi_next`` given) the next vertex ``x`` is held fixed in space
+        while ``si`` moves: ``r_out = f(si → x) G(si, x)`` over its value, with
+        ``G = |n_x·ω|/|x − si|²`` (the change from the direction to the area measure at ``x``).
+        Not through a delta lobe or towards the background (a fixed direction there)."""
         if warp is not None:
             f = prev_si.bsdf().eval(ctx, prev_si, prev_si.to_local(ray_att.d), active & (depth > 0))
             return det * dr.select(depth > 0, relative(f), 1), mi.Spectrum(1)
-        f = bsdf.eval(ctx, si, si.to_local(ray.d), active_next)
-        return mi.Spectrum(1), relative(f)
+        wo, J = ray.d, mi.Float(1)
+        if pi_next is not None:
+            with dr.suspend_grad():
+                x = pi_next.compute_surface_interaction(ray, mi.RayFlags.Minimal, active_next)
+            area = active_next & x.is_valid()
+            area &= ~mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
+            to_x = x.p - si.p
+            dist2 = dr.squared_norm(to_x)
+            ω = to_x * dr.rsqrt(dist2)
+            G = dr.abs(dr.dot(x.n, ω)) / dist2
+            wo = dr.replace_grad(wo, dr.select(area, ω, wo))
+            J = dr.select(area & (dr.detach(G) > 0), relative(G), 1)
+        f = bsdf.eval(ctx, si, si.to_local(wo), active_next)
+        return mi.Spectrum(1), relative(f) * J
+
+
+def geometry_moves(scene: mi.Scene) -> bool:
+    """Whether a shape of ``scene`` carries derivatives (a vertex can move)."""
+    return bool(moving_meshes(scene) or moving_analytic_shapes(scene))
 
 
 def _develop(film: mi.Film, pos, ray: mi.Ray3f, value: mi.Spectrum, alpha, spp: int):

@@ -37,17 +37,17 @@ class EdgeIntegrator(PathLoopIntegrator):
     secondary ones too and, with ``static_edges`` (default true), at vertices on a moving
     mesh (a moving receiver) also from one table of all static edges: ``p`` is attached, so
     ``∂(ω·m)`` includes the vertex's own motion (a static occluder's shadow sliding over a
-    moving surface). That part of the velocity is not the whole story for the emission at
-    the side rays' first hits: NEE (MIS weight ``w_em``) holds its sample fixed on the
-    emitter, where the boundary moves only by the factor ``1 − r_e/r_L`` (edge and emitter
-    at distances ``r_e``, ``r_L``); :func:`.secondary.nee_share` removes the
-    difference. Parameters:
+    moving surface). That part of the velocity is not the whole story for the radiance from
+    the side rays' first hits, which the replay holds fixed in space while ``p`` moves (NEE
+    holds its emitter sample likewise): there the boundary moves only by the factor
+    ``1 − r_e/r`` (edge and hit at distances ``r_e``, ``r``); :func:`.secondary.fixed_share`
+    removes the difference. Parameters:
     ``edge_samples`` (primary boundary samples per pixel; default: the render's spp),
     ``primary`` / ``secondary`` (enable each term); ``crease_rule=legacy`` and
     ``pixel_splat`` restore the pre-issue-14 crease rule and one-pixel splat (negative controls
     for the tests). Candidate edges: see :mod:`.edges` (split normals and UV seams are
     creases). Limits: pinhole perspective sensors, no crop window (warned); edges partly
-    behind the camera are skipped; moving emitters are not supported. Shadows of delta lights
+    behind the camera are skipped. Shadows of delta lights
     (point, spot, projector, directional) seen by the camera: :mod:`.shadows` (option
     ``delta_shadows``); seen indirectly they are missed (warned).
     """

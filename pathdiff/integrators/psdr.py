@@ -14,7 +14,7 @@ from .edge import camera_moves
 from .edges import EdgeSet, EdgeTables, MeshEdges, StaticEdges
 from .primary import PrimaryEdges
 from .sampling import RNGSampler, face_viewer
-from .secondary import SecondaryEdges, nee_share, side_rays
+from .secondary import SecondaryEdges, fixed_share, side_rays
 from .shadows import DeltaShadows
 from .terms import vertex_terms
 
@@ -68,9 +68,9 @@ class PSDRIntegrator(PathLoopIntegrator):
     this term and shading-point edge sampling estimate the same integral. Edges of static
     meshes then move too, relative to an ``x_K`` on a moving mesh (moving receivers): they
     are sampled from one table of all static edges, for ``K = 1``. For the part of the
-    velocity due to ``x_K``'s own motion, NEE's share of the first-hit emission counts only
-    with the factor ``1 − r_e/r_L`` (see ``pathdiff_edge.nee_share``), the MIS weight taken
-    as seen from ``x_K``'s camera-side neighbour.
+    velocity due to ``x_K``'s own motion, the radiance from a side ray's first hit (at
+    distance ``r``) counts only with the factor ``1 − r_e/r``: the interior term holds that
+    hit fixed in space while ``x_K`` moves (:func:`.secondary.fixed_share`).
 
     ``K = 0`` (the image plane) comes from ``pathdiff_edge``'s primary edge sampling. Options:
     ``edge_samples`` (samples per pixel: primary edges, and boundary segments per moving
@@ -170,11 +170,10 @@ class PSDRIntegrator(PathLoopIntegrator):
         si, origin = seg.si, sensor.world_transform() @ mi.Point3f(0)
         camera = PinholeCamera.of(sensor) if edges.camera else None
         throughput = mi.Spectrum(1 / seg.pmf)
+        with dr.suspend_grad():
+            shares = self._fixed_shares(scene, seg)
         for K in range(1, depth + 1):
             with dr.suspend_grad():
-                if K <= 2:  # x_K's camera-side neighbour: the camera, then the walk's vertex
-                    toward = origin if K == 1 else origin.p
-                    shares = self._nee_shares(scene, seg, toward)
                 ΔL, ΔS = self._radiance_difference(scene, seg, Le, pdf_e, shares, rng, K)
                 value, uv, hit = self._connect(scene, sensor, si, seg.ok & si.is_valid(), N)
                 value *= throughput
@@ -251,15 +250,10 @@ class PSDRIntegrator(PathLoopIntegrator):
             pdf.append(scene.pdf_emitter_direction(seg.y, ds, seg.ok))
         return Le, pdf
 
-    def _nee_shares(self, scene: mi.Scene, seg: Segment, toward: mi.Point3f) -> list:
-        """:meth:`nee_share` of each side ray at ``x_K``, whose camera path arrives from
-        ``toward``."""
-        si = mi.SurfaceInteraction3f(seg.si)
-        si.wi = si.to_local(dr.normalize(toward - si.p))
-        if self.bend_normals:
-            si, _ = face_viewer(si, -si.to_world(si.wi))
-        r_e = dr.norm(seg.y.p - si.p)
-        return [nee_share(scene, si, si.bsdf(), ray, r_e, seg.ok) for ray in self._rays(seg)]
+    def _fixed_shares(self, scene: mi.Scene, seg: Segment) -> list:
+        """:func:`.secondary.fixed_share` of each side ray at ``x_K``."""
+        r_e = dr.norm(seg.y.p - seg.si.p)
+        return [fixed_share(scene, ray, r_e, seg.ok) for ray in self._rays(seg)]
 
     def _radiance_difference(
         self,
@@ -272,10 +266,10 @@ class PSDRIntegrator(PathLoopIntegrator):
         K: int,
     ) -> tuple[mi.Spectrum, mi.Spectrum]:
         """``(L⁺ − L⁻)/p(ω)`` for boundary depth ``K``, with the one-sample MIS weights, and
-        the same for the NEE shares of the first-hit emission."""
+        the same with each side weighted by its :func:`.secondary.fixed_share`."""
         budget = self.max_depth if self.max_depth == UNBOUNDED_DEPTH else self.max_depth - K
         p_uniform = (1 - EMITTER_FRACTION) * dr.inv_four_pi
-        total, total_nee = mi.Spectrum(0), mi.Spectrum(0)
+        total, total_fixed = mi.Spectrum(0), mi.Spectrum(0)
         for sign, ray, Le_s, pdf_s, S in zip((1, -1), self._rays(seg), Le, pdf_e, shares):
             L, _, _, _ = self.sample(
                 dr.ADMode.Primal,
@@ -289,8 +283,8 @@ class PSDRIntegrator(PathLoopIntegrator):
             p = EMITTER_FRACTION * pdf_s + p_uniform
             rest = dr.select(seg.uniform, (L - Le_s) / p_uniform, 0)
             total += sign * (Le_s / p + rest)
-            total_nee += sign * S / p
-        return total, total_nee
+            total_fixed += sign * S * (Le_s / p + rest)
+        return total, total_fixed
 
     def _connect(
         self,

@@ -13,10 +13,10 @@ with ``L±`` the incident radiance along ``ω ± ε m/|m|`` (:func:`side_rays`; 
 occluders, occlusion of indirect light). Edges of moving meshes move; with ``static_edges``,
 at vertices on a moving mesh (a moving receiver, or any camera hit when the camera moves)
 the static edges move relative to ``p`` too: ``p`` is attached, so ``∂(ω·m)`` includes the
-vertex's own motion. That part of the velocity is not the whole story for the emission at
-the side rays' first hits: NEE holds its sample fixed on the emitter; :func:`nee_share`
-removes the difference. Option: ``secondary`` (default true). Limits: shadows of delta
-lights (point, spot) have no directions to sample here (see :mod:`.shadows`).
+vertex's own motion. That part of the velocity is not the whole story for the radiance from
+the side rays' first hits, which the replay holds fixed in space while ``p`` moves:
+:func:`fixed_share` removes the difference. Option: ``secondary`` (default true). Limits:
+shadows of delta lights (point, spot) have no directions to sample here (see :mod:`.shadows`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import drjit as dr
 import mitsuba as mi
 
 from .edges import EdgeSet, StaticEdges
-from .sampling import mis_weight
 
 #: angular offset (radians) of the two side rays on either side of an edge direction
 EPS_ANGLE = 1e-4
@@ -46,33 +45,20 @@ def side_rays(
     return rays
 
 
-def nee_share(
-    scene: mi.Scene,
-    si: mi.SurfaceInteraction3f,
-    bsdf: mi.BSDF,
-    ray: mi.Ray3f,
-    r_e: mi.Float,
-    active: mi.Bool,
-) -> mi.Spectrum:
-    """``w_em (r_e / r_L) Le`` of the first hit along ``ray`` (detached): the share of a
-    boundary's jump in emission that does not follow the vertex's own motion.
+def fixed_share(scene: mi.Scene, ray: mi.Ray3f, r_e: mi.Float, active: mi.Bool) -> mi.Float:
+    """``r_e / r`` for the first hit of ``ray`` at distance ``r`` (0 if it leaves the scene):
+    the factor of a side ray's radiance in the part of the boundary's motion that is due to
+    the vertex's own motion.
 
-    NEE holds its sample fixed on the emitter (area measure) and gets MIS weight ``w_em``.
-    When the vertex ``p`` moves by ``ṗ``, a boundary through an edge at distance ``r_e`` moves
-    on the sphere of directions at ``n_hat·ṗ / r_e``, but across a fixed emitter point at
-    distance ``r_L`` only at ``n_hat·ṗ (1/r_e − 1/r_L)``: NEE's share of the jump ``Le`` is
-    therefore counted with the factor ``1 − r_e/r_L`` for the part of the velocity due to
-    ``ṗ``. On an emitter's own outline ``r_L = r_e`` (only the BSDF-sampled share jumps); an
-    infinite emitter has ``r_L = ∞`` (no correction)."""
-    hit = scene.ray_intersect(ray, active)
-    valid = active & hit.is_valid()
-    ds = mi.DirectionSample3f(scene, si=hit, ref=si)
-    Le = ds.emitter.eval(hit, valid)
-    em_pdf = scene.pdf_emitter_direction(si, ds, valid)
-    bsdf_pdf = bsdf.pdf(mi.BSDFContext(), si, si.to_local(ray.d), valid)
-    nee = mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
-    w_em = dr.select(nee, mis_weight(em_pdf, bsdf_pdf), 0)
-    return dr.select(valid, w_em * (r_e / hit.t) * Le, 0)
+    The replay holds the vertex after a moving vertex ``p`` fixed in space (module docstring
+    of :mod:`.base`; NEE likewise holds its emitter sample). When ``p`` moves by ``ṗ``, the
+    boundary through an edge at distance ``r_e`` moves on the sphere of directions at
+    ``n_hat·ṗ / r_e``, but across a fixed point at distance ``r`` only at
+    ``n_hat·ṗ (1/r_e − 1/r)``: the radiance arriving from that point counts with the factor
+    ``1 − r_e/r`` for that part of the velocity. Background (an infinite emitter) is a fixed
+    direction: no correction."""
+    hit = scene.ray_intersect(ray, mi.RayFlags.Minimal, False, active)
+    return dr.select(active & hit.is_valid(), r_e / hit.t, 0)
 
 
 class SecondaryEdges:
@@ -105,20 +91,20 @@ class SecondaryEdges:
         for table, distr in edges.moving + edges.static:
             lanes = receiver if isinstance(table, StaticEdges) else active
             with dr.suspend_grad():
-                weight, weight_nee, ω, idx, ok = self._sample(
+                weight, weight_fixed, ω, idx, ok = self._sample(
                     loop, scene, si, bsdf, β, depth, rng, table, distr, lanes
                 )
             g = table.geometry(idx, ok)
             α = dr.dot(ω, dr.cross(g.v0 - si.p, g.v1 - si.p))
             # the part of ∂α due to the vertex's own motion
             α_p = dr.dot(ω, dr.cross(dr.detach(g.v0) - si.p, dr.detach(g.v1) - si.p))
-            term = weight * (α - dr.detach(α)) - weight_nee * (α_p - dr.detach(α_p))
+            term = weight * (α - dr.detach(α)) - weight_fixed * (α_p - dr.detach(α_p))
             total += dr.select(ok, term, 0)
         return total
 
     def _sample(self, loop, scene, si, bsdf, β, depth, rng, table, distr, active):
-        """Detached part of one edge sample: weight, weight of the NEE share (see
-        :func:`nee_share`), direction, edge, validity."""
+        """Detached part of one edge sample: weight, weight of the share that does not follow
+        the vertex's own motion (:func:`fixed_share`), direction, edge, validity."""
         p = si.p
         idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d(active))
         t = rng.next_1d(active)
@@ -137,7 +123,7 @@ class SecondaryEdges:
                 dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
             )
             L.append(Li)
-            S.append(nee_share(scene, si, bsdf, ray, dist, ok))
+            S.append(fixed_share(scene, ray, dist, ok) * Li)
         f = bsdf.eval(mi.BSDFContext(), si, si.to_local(ω), ok)
         e = g.v1 - g.v0
         dω_dt = dr.norm(e - ω * dr.dot(ω, e)) / dist
