@@ -171,9 +171,17 @@ class MeshVariable(Variable):
 
     def __init__(self, params: mi.SceneParameters, key: str, lr: float, lambda_: float):
         super().__init__(key, [key], lr, -math.inf, math.inf, uniform=True)
-        faces = params[key.removesuffix("vertex_positions") + "faces"]
-        self.ls = mi.ad.LargeSteps(dr.detach(params[key]), faces, lambda_)
+        self.lambda_, self.params = lambda_, params
+        self._build(dr.detach(params[key]))
         self.opt["x"] = self.ls.to_differential(dr.detach(params[key]))
+
+    def _build(self, base: mi.Float) -> None:
+        """Large steps on the mesh's current faces. ``mi.ad.LargeSteps`` numbers the distinct
+        positions of ``base`` in sorted order, so the differential coordinates depend on it:
+        ``base`` is kept for checkpoints."""
+        faces = self.params[self.name.removesuffix("vertex_positions") + "faces"]
+        self.base = mi.Float(base)
+        self.ls = mi.ad.LargeSteps(self.base, faces, self.lambda_)
 
     def scene_values(self) -> dict:
         return {self.name: self.ls.from_differential(self.latent)}
@@ -185,6 +193,40 @@ class MeshVariable(Variable):
     def set_value(self, value: np.ndarray) -> None:
         value = np.broadcast_to(value, self.value().shape).astype(np.float32)
         self.opt["x"] = self.ls.to_differential(mi.Float(value))
+
+    def upsample(self, params: mi.SceneParameters) -> None:
+        """Subdivide the mesh at its current positions (each triangle into 4, the surface
+        unchanged: :func:`pathdiff.meshes.subdivide`), write it into the scene (positions,
+        faces, texture coordinates; vertex normals recomputed by Mitsuba) and restart large
+        steps and Adam on it (the moments of the coarse mesh do not carry over)."""
+        from .meshes import subdivide
+
+        prefix = self.name.removesuffix("vertex_positions")
+        faces = np.array(params[prefix + "faces"], np.int64)
+        uv_key = prefix + "vertex_texcoords"
+        uv = np.array(params[uv_key]) if uv_key in params and dr.width(params[uv_key]) else None
+        v, f, uv = subdivide(self.value(), faces, uv)
+        with dr.suspend_grad():
+            params[prefix + "faces"] = mi.UInt32(f.ravel().astype(np.uint32))
+            params[self.name] = mi.Float(v.ravel().astype(np.float32))
+            if uv is not None:
+                params[uv_key] = mi.Float(uv.ravel().astype(np.float32))
+            normals = prefix + "vertex_normals"
+            if normals in params and dr.width(params[normals]):
+                params[normals] = dr.zeros(mi.Float, v.size)
+            params.update()
+        beta_1 = self.opt.beta_1
+        self.opt = mi.ad.Adam(lr=self.lr, uniform=True, beta_1=beta_1)
+        self._build(dr.detach(params[self.name]))
+        self.opt["x"] = self.ls.to_differential(dr.detach(params[self.name]))
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**super().state(), "base": np.array(self.base)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if "base" in state:
+            self._build(mi.Float(state["base"]))
+        super().load_state(state)
 
 
 class SpecVariable(Variable):
@@ -296,11 +338,9 @@ def param_error(name: str, value: np.ndarray, truth: np.ndarray) -> float:
     slide along the surface: the RMS of the symmetric nearest-vertex (Chamfer) distances."""
     if not name.endswith("vertex_positions"):
         return float(np.sqrt(np.mean((value - truth) ** 2)))
-    from scipy.spatial import cKDTree
+    from .meshes import chamfer
 
-    a, b = value.reshape(-1, 3), truth.reshape(-1, 3)
-    d = np.concatenate([cKDTree(b).query(a)[0], cKDTree(a).query(b)[0]])
-    return float(np.sqrt(np.mean(d**2)))
+    return chamfer(value, truth)
 
 
 def read_value(value, base_dir: str = ".") -> np.ndarray:

@@ -455,8 +455,9 @@ class EdgeTables:
         """The (cached) edge table of a mesh, or of an analytic shape's boundary proxy
         (placed where the shape is now)."""
         cached = self._tables.get(id(shape))
-        if shape.is_mesh():
-            if cached is None or cached.mesh is not shape:
+        if shape.is_mesh():  # (a mesh subdivided between optimization stages: new topology)
+            stale = cached is None or cached.mesh is not shape
+            if stale or cached.face_count != shape.face_count():
                 self._tables[id(shape)] = MeshEdges(shape, self.rule)
             return self._tables[id(shape)]
         proxy = self._proxies.get(id(shape))

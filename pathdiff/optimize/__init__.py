@@ -36,7 +36,7 @@ from ..inputs import OutputError
 from ..scene import ParamSpec
 from ..targets import Target
 from ..variables import ParamArg
-from . import diagnose, distributed, rundir
+from . import diagnose, distributed, loop, rundir
 from .distributed import Group
 from .loop import History, run_loop
 from .result import OptimizeResult
@@ -86,6 +86,8 @@ def run(p: Plan, group: Group | None = None) -> OptimizeResult:
         rundir.open_run(p)
     saved = group.share(saved)  # also a barrier: no frame is written before the directory
     if saved is not None:
+        # the meshes get the topology of the checkpoint's stage first (--upsample)
+        loop.upsample_to(p, loop.stage(p, saved[1]["iterations"] - 1))
         rundir.restore(p, history, saved)
     save = None if p.out is None or not lead else (lambda: rundir.checkpoint(p, history))
     notes = diagnose.target_notes(p.targets)

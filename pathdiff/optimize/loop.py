@@ -28,7 +28,7 @@ import numpy as np
 from .. import runs
 from ..render import diff_render
 from ..targets import film_size, photo_response
-from ..variables import bind, param_error
+from ..variables import MeshVariable, bind, param_error
 from . import frozen
 from .distributed import Group
 from .result import MAX_COLUMNS
@@ -64,16 +64,56 @@ def set_film(scene: mi.Scene, sensor: int, width: int, height: int) -> None:
     sp.update()
 
 
+def stage(p: Plan, it: int) -> int:
+    """Index of iteration ``it``'s stage of the schedule (0 without one)."""
+    if not p.schedule:
+        return 0
+    return min(max(it, 0) * len(p.schedule) // p.cfg.iters, len(p.schedule) - 1)
+
+
 def stage_spp(p: Plan, it: int) -> int:
     """Set the film sizes of iteration ``it``'s stage; its spp."""
     if not p.schedule:
         return p.cfg.spp
-    stage = min(it * len(p.schedule) // p.cfg.iters, len(p.schedule) - 1)
-    res, spp = p.schedule[stage]
+    res, spp, _ = p.schedule[stage(p, it)]
     for t, (w, h) in zip(p.targets, p.full_sizes):
         if film_size(p.scene, t.sensor)[0] != res:
             set_film(p.scene, t.sensor, res, max(1, round(h * res / w)))
     return spp
+
+
+def stage_lr(p: Plan, it: int) -> float:
+    """The learning-rate factor of iteration ``it``'s stage."""
+    return p.schedule[stage(p, it)][2] if p.schedule else 1.0
+
+
+def meshes(p: Plan) -> list[MeshVariable]:
+    return [v for v in p.vars if isinstance(v, MeshVariable)]
+
+
+def upsample_to(p: Plan, level: int, out=None) -> None:
+    """Subdivide the optimized meshes until they have been subdivided ``level`` times (with
+    ``--upsample``, once per new stage); ``out``: write each mesh as it was at the end of the
+    stage it leaves (``ID_stageK.ply``) first."""
+    while p.cfg.upsample and p.level < level:
+        if out is not None:
+            write_meshes(p, out, f"stage{p.level}")
+        for v in meshes(p):
+            v.upsample(p.params)
+        p.level += 1
+
+
+def write_meshes(p: Plan, out, tag: str) -> list:
+    """Write each optimized mesh at its current values as ``ID_TAG.ply`` in ``out``."""
+    files = []
+    with dr.suspend_grad():
+        bind(p.params, p.vars)
+    for v in meshes(p):
+        shape_id = v.name.removesuffix(".vertex_positions")
+        shape = next(s for s in p.scene.shapes() if s.id() == shape_id)
+        files.append(out / f"{shape_id}_{tag}.ply")
+        shape.write_ply(str(files[-1]))
+    return files
 
 
 # ---- Evaluate: render, exposure, frames, mask, loss, backward, NaN check --------------------
@@ -181,7 +221,7 @@ def commit(p: Plan, h: History, it: int, ev: Evaluation, seconds: float) -> None
             for v in p.vars:
                 v.discard_grad()
         else:
-            factor = lr_factor(it, p.cfg.iters, p.cfg.lr_final)
+            factor = lr_factor(it, p.cfg.iters, p.cfg.lr_final) * stage_lr(p, it)
             for v in p.vars:
                 v.opt.set_learning_rate(v.lr * factor)
                 v.step()
@@ -256,6 +296,7 @@ def run_loop(p: Plan, h: History, checkpoint, group: Group = SINGLE) -> str:
     try:
         with scene_guard(p), graceful_sigint(flag):
             for it in range(len(h.losses), cfg.iters):
+                upsample_to(p, stage(p, it), p.out if group.rank == 0 else None)
                 ev = evaluate(p, it, group)
                 commit(p, h, it, ev, time.perf_counter() - t0)
                 h.elapsed = time.perf_counter() - t0

@@ -28,7 +28,7 @@ from ..inputs import InputError, check_output_dir
 from ..render import render
 from ..scene import write_scene
 from ..targets import film_size, photo_response
-from .loop import History
+from .loop import History, write_meshes
 from .result import OptimizeResult
 from .settings import recorded, resumable
 
@@ -176,8 +176,10 @@ def restore(p, h: History, saved: tuple[dict, dict] | None = None) -> None:
     what :func:`read_checkpoint` returned, e.g. on another process)."""
     arrays, meta = saved if saved is not None else read_checkpoint(p)
     for i, v in enumerate(p.vars):
-        v.load_state({k: arrays[f"var{i}.{k}"] for k in ("x", "m", "v", "t")})
-        h.initial[v.name] = arrays[f"var{i}.initial"]
+        prefix = f"var{i}."
+        state = {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
+        h.initial[v.name] = state.pop("initial")
+        v.load_state(state)
     h.losses, h.rows = arrays["losses"].tolist(), arrays["rows"].tolist()
     h.skipped, h.elapsed = arrays["skipped"].tolist(), meta["elapsed"]
 
@@ -214,6 +216,9 @@ def finish(p, h: History, res: OptimizeResult) -> None:
         files.append(runs.plot_losses(p.out, rows[:, 1], res.errors))
     if res.stop_reason != "interrupted":
         files += final_outputs(p)
+    if p.cfg.upsample:  # the last stage's mesh (the earlier ones were written on leaving them)
+        files += write_meshes(p, p.out, f"stage{p.level}")
+    files += write_meshes(p, p.out, "final")
     files.append(runs.write_result(p.out, res.to_dict()))
     res.files = [str(f) for f in files]
 

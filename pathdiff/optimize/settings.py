@@ -56,10 +56,18 @@ class Settings:
         None, "derivative estimator (default: edge if geometry moves, else prb)", group=_OPT
     )
     seed: int = option(0, "seed of the iteration renders", check="int>=0", group=_OPT)
-    schedule: Sequence[tuple[int, int]] | str | None = option(
+    schedule: Sequence[tuple] | str | None = option(
         None,
-        "coarse-to-fine stages of equal length, e.g. 32:4,64:8",
-        metavar="RES:SPP,...",
+        "coarse-to-fine stages of equal length: film width, spp and optionally a factor on the"
+        " learning rates, e.g. 32:4,64:8 or 32:4:1,64:8:0.5",
+        metavar="RES:SPP[:LR],...",
+        group=_OPT,
+    )
+    upsample: bool = option(
+        False,
+        "at each new --schedule stage, subdivide the optimized meshes (each triangle into 4"
+        " through its edge midpoints; large steps and Adam restart on the finer mesh) and write"
+        " each stage's mesh to the run directory",
         group=_OPT,
     )
     freeze: str = option(
@@ -170,18 +178,26 @@ def resumable() -> set[str]:
     return {n for n, f in FIELDS.items() if f.metadata.get("resumable")}
 
 
-def parse_schedule(schedule: Sequence[tuple[int, int]] | str | None) -> list[tuple[int, int]]:
-    """``"32:4,64:8"`` (film width : spp per stage) or pairs -> ``[(32, 4), (64, 8)]``."""
+def parse_schedule(schedule: Sequence[tuple] | str | None) -> list[tuple[int, int, float]]:
+    """``"32:4,64:8:0.5"`` (film width : spp [: learning-rate factor] per stage) or tuples ->
+    ``[(32, 4, 1.0), (64, 8, 0.5)]``."""
     if not schedule:
         return []
+    usage = f"bad --schedule {schedule!r}: use RES:SPP[:LR],... (e.g. 32:4,64:8:0.5)"
     if isinstance(schedule, str):
+        schedule = [s.split(":") for s in schedule.split(",")]
+    stages = []
+    for s in schedule:
+        s = list(s)
+        if len(s) not in (2, 3):
+            raise InputError(usage)
         try:
-            schedule = [tuple(int(x) for x in s.split(":")) for s in schedule.split(",")]
-        except ValueError:
-            raise InputError(f"bad --schedule {schedule!r}: use RES:SPP,RES:SPP,...") from None
-    stages = [tuple(s) for s in schedule]
-    if any(len(s) != 2 or min(s) < 1 for s in stages):
-        raise InputError(f"bad schedule {schedule!r}: stages are (res >= 1, spp >= 1)")
+            res, spp, lr = int(s[0]), int(s[1]), float(s[2]) if len(s) == 3 else 1.0
+        except (TypeError, ValueError):
+            raise InputError(usage) from None
+        if res < 1 or spp < 1 or not lr > 0:
+            raise InputError(f"bad schedule {schedule!r}: stages are (res >= 1, spp >= 1, lr > 0)")
+        stages.append((res, spp, lr))
     return stages
 
 
@@ -199,5 +215,7 @@ def validate(cfg: Settings) -> Settings:
         raise InputError("--resume and --overwrite exclude each other")
     if cfg.resume and cfg.out_dir is None:
         raise InputError("--resume needs the output directory (-o) of the interrupted run")
-    parse_schedule(cfg.schedule)
+    stages = parse_schedule(cfg.schedule)
+    if cfg.upsample and len(stages) < 2:
+        raise InputError("--upsample subdivides at each new stage: give a --schedule of 2+ stages")
     return dataclasses.replace(cfg, **changes)

@@ -23,7 +23,7 @@ from ..params import scene_params
 from ..render import make_integrator
 from ..scene import ParamSpec, load_scene
 from ..targets import EXPOSURE, Target, film_size, load_target
-from ..variables import ParamArg, Variable, select_variables, values_for
+from ..variables import MeshVariable, ParamArg, Variable, select_variables, values_for
 from . import distributed
 from .result import MAX_COLUMNS
 from .settings import Settings, parse_schedule, validate
@@ -45,7 +45,7 @@ class Plan:
     loss_fn: Callable
     integrator_name: str
     integ: mi.Integrator
-    schedule: list[tuple[int, int]]
+    schedule: list[tuple[int, int, float]]
     full_sizes: list[tuple[int, int]]
     out: Path | None
     frame_every: int
@@ -53,6 +53,8 @@ class Plan:
     #: ``(views, seeds, spp) -> (loss, images)``: one iteration's render, loss and backward
     #: pass, frozen where it can be (:mod:`.frozen`); made on the first iteration
     iteration: Callable | None = None
+    #: how many times the optimized meshes have been subdivided (``upsample``)
+    level: int = 0
 
 
 def plan(
@@ -74,6 +76,11 @@ def plan(
     variables = select_variables(scene, param_args, cfg.lr, cfg.lambda_)
     for v in variables:
         v.opt.beta_1 = cfg.beta1
+    if cfg.upsample and not any(isinstance(v, MeshVariable) for v in variables):
+        raise InputError(
+            "--upsample subdivides optimized meshes: give a KEY.vertex_positions --param "
+            "(with --lambda > 0)"
+        )
     by_name = {v.name: v for v in variables}
     for name, value in values_for(variables, cfg.init, cfg.base_dir, "initial value").items():
         by_name[name].set_value(value)
