@@ -173,7 +173,11 @@ def table(ours: dict, mitsuba: dict, initial: dict, albedo_true) -> str:
         ("final albedo RMSE", "albedo_rmse", ".4f"),
     ):
         rows.append((label, cell(get(fa, key), fmt), cell(get(fb, key), fmt)))
-    for label, key in (("loop time [s]", "loop_seconds"), ("wall time [s]", "wall_seconds")):
+    for label, key in (
+        ("iterations", "iterations"),
+        ("loop time [s]", "loop_seconds"),
+        ("wall time [s]", "wall_seconds"),
+    ):
         rows.append((label, cell(get(ours, key), ".0f"), cell(get(mitsuba, key), ".0f")))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -199,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--mitsuba-dir", type=Path, help="Mitsuba's run directory (default: OUT/mitsuba)"
     )
+    ap.add_argument("--ours-args", default="", help="extra arguments for pathdiff optimize")
     ap.add_argument("--mitsuba-args", default="", help="extra arguments for flagship_mitsuba.py")
     args = ap.parse_args(argv)
 
@@ -223,20 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     ours_wall = mitsuba_wall = None
     if not args.skip_ours:
         cmd = [sys.executable, "-m", "pathdiff", "optimize", str(example), "-o", str(ours_dir)]
-        cmd += ["--overwrite", "--iters", str(iters)]
+        cmd += ["--overwrite", "--iters", str(iters), *args.ours_args.split()]
         code, ours_wall = run(cmd, args.out / "pathdiff.log")
         if code != 0:
             print(f"pathdiff optimize failed (exit {code}); see {args.out / 'pathdiff.log'}")
     if not args.skip_mitsuba:
-        cmd = [
-            sys.executable,
-            str(MITSUBA_SCRIPT),
-            "--iters",
-            str(iters),
-            "--out",
-            str(mitsuba_dir),
-        ]
-        cmd += ["--overwrite", "--example", str(example), *args.mitsuba_args.split()]
+        cmd = [sys.executable, str(MITSUBA_SCRIPT), "--example", str(example)]
+        cmd += ["--iters", str(iters), "--out", str(mitsuba_dir), "--overwrite"]
+        cmd += args.mitsuba_args.split()
         code, mitsuba_wall = run(cmd, args.out / "mitsuba.log")
         if code != 0:
             print(f"flagship_mitsuba.py failed (exit {code}); see {args.out / 'mitsuba.log'}")
