@@ -4,7 +4,8 @@ compose (``pathdiff_edge``, ``pathdiff_psdr``, ``pathdiff_reparam``).
 The pixel integral ``I_j = ∫ W_j(x) L(x) dx`` jumps across the projections of silhouette
 edges. Reynolds' theorem gives the boundary term ``∫_Γ W_j(x) (L⁻ − L⁺) V_n dℓ`` with
 ``V_n = n·∂x`` the normal velocity of the projected edge (``n`` towards the "+" side). Edges
-are picked ∝ projected length, a point ``x`` uniformly on the edge; ``L± = L(x ± ε n)`` is the
+are picked ∝ projected length (stratified over the batch, neighbouring samples on nearby
+edges: coherent rays), a point ``x`` uniformly on the edge; ``L± = L(x ± ε n)`` is the
 primal radiance of camera rays just beside it (full path tracing, shared random numbers) and
 ``V_n`` comes from AD through the projection of the attached endpoints (the attached camera
 pose and fov when the camera moves). The sample is splatted through the film's reconstruction
@@ -77,7 +78,7 @@ class PrimaryEdges:
                 seen = front_a & front_b & g.candidate(c) & edges.primary_keep[i]
                 w = dr.select(seen, dr.norm(b - a), 0)
                 rng = RNGSampler(mi.PCG32(N, dr.opaque(mi.UInt64, seed << 8 | i)))
-                idx, _, pmf = mi.DiscreteDistribution(w).sample_reuse_pmf(rng.next_1d())
+                idx, _, pmf = mi.DiscreteDistribution(w).sample_reuse_pmf(rng.next_1d_sorted())
                 t = rng.next_1d()
                 a, b = dr.gather(mi.Point2f, a, idx), dr.gather(mi.Point2f, b, idx)
                 x = dr.lerp(a, b, t)

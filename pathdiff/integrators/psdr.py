@@ -197,8 +197,9 @@ class PSDRIntegrator(PathLoopIntegrator):
         rng: RNGSampler,
     ) -> Segment:
         """Sample an edge point ``y``, a direction ``ω`` and find ``x_K`` (detached). A static
-        edge only moves relative to a moving ``x_K``: other samples are dropped early."""
-        idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d())
+        edge only moves relative to a moving ``x_K``: other samples are dropped early. Edges are
+        picked stratified over the batch (:meth:`.RNGSampler.next_1d_sorted`)."""
+        idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d_sorted())
         g = table.geometry(idx)
         y = dr.zeros(mi.Interaction3f, dr.width(idx))
         y.p = dr.lerp(g.v0, g.v1, rng.next_1d())

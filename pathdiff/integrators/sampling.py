@@ -55,6 +55,10 @@ def face_viewer(
     return si, bend
 
 
+#: the largest float32 below 1
+ONE_MINUS_EPSILON = 1.0 - 2.0**-24
+
+
 class _VariantStruct(type):
     """Resolves ``DRJIT_STRUCT`` when Dr.Jit asks for it, so that it names the ``PCG32`` of
     the variant active then (not the one active when this module was imported)."""
@@ -90,3 +94,14 @@ class RNGSampler(metaclass=_VariantStruct):
 
     def next_2d(self, active: mi.Bool = True) -> mi.Point2f:
         return mi.Point2f(self.rng.next_float32(active), self.rng.next_float32(active))
+
+    def next_1d_sorted(self) -> mi.Float:
+        """One number per lane, lane ``i`` of ``n`` uniform in ``[i/n, (i+1)/n)``: stratified,
+        and increasing with the lane. For a batch of independent boundary samples whose first
+        number picks an edge from a table: neighbouring lanes then pick the same or nearby
+        edges, so their rays are coherent (the side rays of primary edge samples trace ~4x
+        faster on LLVM at 128x128 than with independent picks), and the stratification lowers
+        the variance of the pick. Draws one number per lane, like ``next_1d``."""
+        n = dr.width(self.rng.state)
+        u = (dr.arange(mi.Float, n) + self.rng.next_float32()) * (1.0 / n)
+        return dr.minimum(u, ONE_MINUS_EPSILON)

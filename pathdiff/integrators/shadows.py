@@ -134,7 +134,7 @@ class DeltaShadows:
         W, H = film.crop_size()
         c = sensor.world_transform() @ mi.Point3f(0)
         with dr.suspend_grad():
-            sp = self._cast(scene, light, edges, table, distr, rng, True)
+            sp = self._cast(scene, light, edges, table, distr, rng, True, batch=True)
             x = sp.si.p
             a, front = project(x)
             h = TANGENT_STEP * dr.norm(x - c) / dr.maximum(dr.norm(sp.dx_dt), 1e-12)
@@ -159,10 +159,15 @@ class DeltaShadows:
         Vn = dr.select(inside, dr.dot(n_img, a_att - dr.detach(a_att)), 0)
         primary.splat(film, image, a, weight * Vn, inside)
 
-    def _cast(self, scene, light, edges, table, distr, rng, active) -> ShadowPoint:
+    def _cast(
+        self, scene, light, edges, table, distr, rng, active, batch: bool = False
+    ) -> ShadowPoint:
         """Sample an edge point ``y`` and cast it from ``light`` onto the receiver ``x``
-        (detached): the shadow-curve point and its tangent ``dx/dt``."""
-        idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d(active))
+        (detached): the shadow-curve point and its tangent ``dx/dt``. ``batch``: the lanes are
+        independent samples of one image term, the edge picks stratified over them
+        (:meth:`.RNGSampler.next_1d_sorted`: coherent rays)."""
+        u = rng.next_1d_sorted() if batch else rng.next_1d(active)
+        idx, _, pmf = distr.sample_reuse_pmf(u)
         t = rng.next_1d(active)
         g = table.geometry(idx, active)
         e = g.v1 - g.v0
