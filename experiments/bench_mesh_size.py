@@ -1,0 +1,133 @@
+"""Boundary-term cost against mesh size: a smooth icosphere's silhouette, 320 -> 81 920 triangles.
+
+Issue 18's sweep. One scene (a smooth-shaded diffuse icosphere under a constant sky and a sun,
+no floor: the only discontinuity is the silhouette), the icosphere subdivided from level 2
+(320 triangles) to level 6 (81 920), the derivative image of ``object.translate.x`` in forward
+mode at 64x64, 16 spp. For each size and estimator: the median wall time of one derivative
+(after a warm-up call that compiles the kernels) and its noise, ``Σ_pixels var`` over
+``--seeds`` independent seeds; printed beside Mitsuba's ``prb_projective`` measured in the same
+process, as the time ratio, the growth of each estimator's time from 5 120 to 81 920
+triangles, and noise² x time (``Σ var · seconds``, lower is better) as a ratio to Mitsuba's.
+The two estimators' mean images are compared too (``rel. diff``: ``‖D_a − D_b‖ / ‖D_b‖``,
+which their noise bounds from below).
+
+    python3 experiments/bench_mesh_size.py [--levels 2,3,4,5,6] [--estimators edge,psdr]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mitsuba as mi
+import numpy as np
+
+import pathdiff as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))
+from make_scenes import icosphere  # noqa: E402
+
+MITSUBA = "mitsuba:prb_projective"
+
+
+def write_ply(path: Path, v: np.ndarray, f: np.ndarray) -> None:
+    mesh = mi.Mesh("object", len(v), len(f), has_vertex_normals=False)
+    params = mi.traverse(mesh)
+    params["vertex_positions"] = mi.Float(np.asarray(v, np.float32).ravel())
+    params["faces"] = mi.UInt32(np.asarray(f, np.uint32).ravel())
+    params.update()
+    mesh.write_ply(str(path))
+
+
+def scene(ply: Path, res: int) -> mi.Scene:
+    """The icosphere (smooth normals: Mitsuba computes them from a PLY without any), 64 spp
+    sampler (each call passes its own spp)."""
+    return mi.load_dict(
+        {
+            "type": "scene",
+            "integrator": {"type": "pathdiff_path", "max_depth": 2},
+            "sensor": {
+                "type": "perspective",
+                "fov": 40,
+                "to_world": mi.ScalarTransform4f().look_at([1.0, 1.2, 3.5], [0, 0, 0], [0, 1, 0]),
+                "film": {
+                    "type": "hdrfilm",
+                    "width": res,
+                    "height": res,
+                    "pixel_format": "rgb",
+                    "sample_border": True,
+                    "rfilter": {"type": "box"},
+                },
+            },
+            "sky": {"type": "constant", "radiance": {"type": "rgb", "value": 0.5}},
+            "sun": {
+                "type": "directional",
+                "direction": [1, -1, -0.4],
+                "irradiance": {"type": "rgb", "value": 2.5},
+            },
+            "object": {
+                "type": "ply",
+                "filename": str(ply),
+                "bsdf": {"type": "diffuse", "reflectance": {"type": "rgb", "value": [0.75, 0.35, 0.2]}},
+            },
+        }
+    )
+
+
+def measure(sc, estimator: str, spp: int, seeds: int) -> tuple[float, float, np.ndarray]:
+    """(median seconds per derivative, Σ_pixels variance over seeds, mean image)."""
+    pd.derivative(sc, "object.translate.x", estimator, spp=spp, seed=10_000)  # compile
+    times, images = [], []
+    for s in range(seeds):
+        t0 = time.perf_counter()
+        images.append(pd.derivative(sc, "object.translate.x", estimator, spp=spp, seed=s))
+        times.append(time.perf_counter() - t0)
+    stack = np.stack(images)
+    return float(np.median(times)), float(stack.var(0, ddof=1).sum()), stack.mean(0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", default="2,3,4,5,6", help="icosphere levels (2: 320 triangles)")
+    ap.add_argument("--estimators", default="edge", help="pathdiff estimators, comma-separated")
+    ap.add_argument("--res", type=int, default=64)
+    ap.add_argument("--spp", type=int, default=16)
+    ap.add_argument("--seeds", type=int, default=8)
+    args = ap.parse_args()
+    estimators = [*args.estimators.split(","), MITSUBA]
+
+    results: dict[tuple[str, int], tuple[float, float, np.ndarray]] = {}
+    print(f"{'triangles':>9s}  {'estimator':24s} {'time [s]':>9s} {'Σ var':>10s}  vs Mitsuba")
+    with tempfile.TemporaryDirectory() as tmp:
+        for level in (int(x) for x in args.levels.split(",")):
+            v, f = icosphere(level)
+            ply = Path(tmp) / f"ico{level}.ply"
+            write_ply(ply, 0.8 * v, f)
+            sc = scene(ply, args.res)
+            for est in estimators:
+                results[est, len(f)] = measure(sc, est, args.spp, args.seeds)
+            t_m, var_m, mean_m = results[MITSUBA, len(f)]
+            for est in estimators:
+                t, var, mean = results[est, len(f)]
+                note = ""
+                if est != MITSUBA:
+                    diff = np.linalg.norm(mean - mean_m) / max(np.linalg.norm(mean_m), 1e-12)
+                    note = (
+                        f"time {t / t_m:.2f}, noise²·time {var * t / (var_m * t_m):.2f}, "
+                        f"rel. diff {diff:.3f}"
+                    )
+                print(f"{len(f):9d}  {est:24s} {t:9.3f} {var:10.3g}  {note}", flush=True)
+    sizes = sorted({n for _, n in results})
+    lo = 5120 if 5120 in sizes else sizes[0]
+    hi = sizes[-1]
+    print(f"\ntime growth from {lo} to {hi} triangles:")
+    for est in estimators:
+        print(f"  {est:24s} {results[est, hi][0] / results[est, lo][0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
