@@ -12,6 +12,11 @@ The two runs go one after the other (never at once: the machine is small). ``--s
 ``--skip-mitsuba`` leave a side out of the run but still show it if its directory holds an
 earlier run (``--ours-dir`` / ``--mitsuba-dir`` point at runs made elsewhere). Usage:
 ``python3 experiments/flagship_compare.py [--iters N] [--out DIR] [--skip-ours]``.
+
+One run of each is one draw: both trajectories are chaotic (the final Chamfer distance of
+either pipeline moves by tens of percent with the seed). ``--seeds 0,1,2`` runs the pair once
+per seed (``OUT/seedK``, each with its own table; ``--seed K`` passed to both sides) and ends
+with a table of each seed's final errors and times and their means.
 """
 
 from __future__ import annotations
@@ -205,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--ours-args", default="", help="extra arguments for pathdiff optimize")
     ap.add_argument("--mitsuba-args", default="", help="extra arguments for flagship_mitsuba.py")
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds: one pair of runs per seed in OUT/seedK, then a summary",
+    )
     args = ap.parse_args(argv)
+    if args.seeds is not None:
+        return several_seeds(args, argv or sys.argv[1:])
 
     example = args.example.resolve()
     spec = json.loads(example.read_text())
@@ -248,6 +260,62 @@ def main(argv: list[str] | None = None) -> int:
     comparison = {"iters": iters, "initial": initial, "pathdiff": ours, "mitsuba": mitsuba}
     (args.out / "comparison.json").write_text(json.dumps(comparison, indent=2, default=str) + "\n")
     return 0
+
+
+def several_seeds(args: argparse.Namespace, argv: list[str]) -> int:
+    """One comparison per seed (this script again, in OUT/seedK), then the summary table."""
+    seeds = [int(x) for x in args.seeds.split(",")]
+    rest, skip = [], False
+    for a in argv:  # the arguments minus --seeds/--out/--*-args (set per seed below)
+        if skip:
+            skip = False
+        elif a in ("--seeds", "--out", "--ours-args", "--mitsuba-args"):
+            skip = True
+        elif not a.startswith(("--seeds=", "--out=", "--ours-args=", "--mitsuba-args=")):
+            rest.append(a)
+    rows = []
+    for seed in seeds:
+        out = args.out / f"seed{seed}"
+        main(
+            [*rest, "--out", str(out)]
+            + ["--ours-args", f"{args.ours_args} --seed {seed}".strip()]
+            + ["--mitsuba-args", f"{args.mitsuba_args} --seed {seed}".strip()]
+        )
+        comparison = read_json(out / "comparison.json") or {}
+        rows.append((seed, comparison.get("pathdiff", {}), comparison.get("mitsuba", {})))
+    text = seed_table(rows)
+    print("\n" + text)
+    (args.out / "seeds.txt").write_text(text + "\n")
+    return 0
+
+
+def seed_table(rows: list[tuple[int, dict, dict]]) -> str:
+    """Final Chamfer, normal consistency, albedo RMSE and loop time of each side per seed,
+    and their means over the seeds."""
+    keys = [("chamfer", ".4f"), ("normal_consistency", ".4f"), ("albedo_rmse", ".4f")]
+    head = ["seed"] + [f"{side} {k}" for side in ("ours", "Mitsuba") for k in
+                       ("Chamfer", "NC", "albedo", "time [s]")]  # fmt: skip
+    lines, values = [head], {}
+    for seed, ours, mitsuba in rows:
+        cells = [str(seed)]
+        for side, result in (("ours", ours), ("mitsuba", mitsuba)):
+            final = result.get("final") or {}
+            for key, fmt in keys:
+                x = final.get(key)
+                values.setdefault((side, key), []).append(x)
+                cells.append("-" if x is None else format(x, fmt))
+            t = result.get("loop_seconds")
+            values.setdefault((side, "time"), []).append(t)
+            cells.append("-" if t is None else f"{t:.0f}")
+        lines.append(cells)
+    mean = ["mean"]
+    for side in ("ours", "mitsuba"):
+        for key, fmt in [*keys, ("time", ".0f")]:
+            xs = [x for x in values[side, key] if x is not None]
+            mean.append(format(float(np.mean(xs)), fmt) if xs else "-")
+    lines.append(mean)
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in lines)
 
 
 if __name__ == "__main__":
