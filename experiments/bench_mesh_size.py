@@ -152,8 +152,9 @@ def main() -> None:
     print(f"\ntime growth from {lo} to {hi} triangles (without the scene update):")
     for est in estimators:
         t_lo, t_hi = results[est, lo][0], results[est, hi][0]
-        own = (t_hi - updates[hi]) / max(t_lo - updates[lo], 1e-9)
-        print(f"  {est:24s} {t_hi / t_lo:.2f}x ({own:.2f}x)")
+        own_lo, own_hi = t_lo - updates[lo], t_hi - updates[hi]
+        own = f"{own_hi / own_lo:.2f}x" if min(own_lo, own_hi) > 0 else "below the update's noise"
+        print(f"  {est:24s} {t_hi / t_lo:.2f}x ({own})")
 
 
 if __name__ == "__main__":

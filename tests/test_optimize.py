@@ -28,7 +28,7 @@ SHORT_RUNS = [
     ("camera", ["--iters", "40", "--lr-final", "1"], 3),  # own 48² (resampling blurs the pose)
     # three photos by Mitsuba, two exposures and poses unknown (about 1 min: slow tier)
     ("photos", ["--iters", "30", "--spp", "8"], 2),
-    # shape and albedo from ten shaded photos, subdivided once (short of the example's 7 min)
+    # shape and albedo from ten shaded photos, subdivided once (short of the example's 5 min)
     ("shaded", ["--iters", "30", "--schedule", "24:2:1,32:2:0.5"], 1.3),
 ]
 #: over a minute each (the camera example: 72 s of edge-estimator iterations); the camera's
