@@ -103,7 +103,7 @@ class RNGSampler(metaclass=_VariantStruct):
         faster on LLVM at 128x128 than with independent picks), and the stratification lowers
         the variance of the pick. Draws one number per lane, like ``next_1d``."""
         n = dr.width(self.rng.state)
-        # in double precision: single precision holds lane indices exactly only up to 2**24
-        # (a 1024x1024 film at 16 spp has more), beyond which strata would repeat or vanish
+        # the sum in double precision, rounded once: a single-precision lane index is exact
+        # only up to 2**24 (a 1024x1024 film at 16 spp has more lanes)
         u = (dr.arange(mi.Float64, n) + mi.Float64(self.rng.next_float32())) * (1.0 / n)
         return dr.minimum(mi.Float(u), ONE_MINUS_EPSILON)
