@@ -132,5 +132,6 @@ def test_matches_fd(pd, scenes, case):
 def test_without_moving_vertex_factors_fails(pd, scenes, case):
     """Negative control: the replay without the moving-vertex factors (the old behaviour)."""
     kind, spec, h, estimator = case
-    with pytest.raises(AssertionError, match="z = "):
-        assert_matches_fd(pd, scenes(kind), spec, estimator, h=h, spp=64, moving_vertices=False)
+    with pytest.warns(UserWarning, match="moving_vertices=false"):  # said at run time
+        with pytest.raises(AssertionError, match="z = "):
+            assert_matches_fd(pd, scenes(kind), spec, estimator, h=h, spp=64, moving_vertices=False)

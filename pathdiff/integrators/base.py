@@ -42,8 +42,10 @@ textured emitter's texture slides). Summed over vertices, these partial derivati
 total derivative of the path's contribution without differentiating through the chain of
 later vertices, so memory stays independent of depth; the boundary terms measure the motion
 of discontinuities relative to the same fixed neighbours (:func:`.secondary.fixed_share`).
-Off (``moving_vertices=false``), a moving vertex's successors ignore that it moved (a
-negative control).
+Off (``moving_vertices=false``), a moving vertex's successors ignore that it moved: biased
+(warned at run time), a negative control for the tests, and a lower-variance choice for
+camera poses: under the convention every camera hit moves and its indirect light changes
+through ``G(x_1, x_2)``, whose relative derivative grows like ``1/r`` (docs/gradients.md).
 
 What an estimator adds is an explicit per-render value, :class:`Terms`, built by
 :meth:`PathLoopIntegrator.terms` from the scene and handed to the loop: a warp of secondary
@@ -52,6 +54,8 @@ the loop. Estimators compose these parts; they never copy the loop.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import drjit as dr
 import mitsuba as mi
@@ -169,7 +173,17 @@ class PathLoopIntegrator(RBIntegrator):
         positions with the attached pose and fov, so that the first intersection, and
         everything seen from it, follows the moving camera (same values)."""
         ray, weight, pos = super().sample_rays(scene, sensor, sampler)
-        if camera_attached(sensor):
+        moving_camera = camera_attached(sensor)
+        if not self.moving_vertices and (moving_camera or geometry_moves(scene)):
+            warnings.warn(
+                f"{self.plugin}: moving_vertices=false: the path after a moving vertex (a "
+                "camera hit, a point on moving geometry) is differentiated as if that vertex "
+                "had not moved, a bias (about 1 % of a tile in the indirect light of a moving "
+                "camera's hits on the Cornell box; more through glass); chosen for its lower "
+                "variance (docs/gradients.md)",
+                stacklevel=4,
+            )
+        if moving_camera:
             with dr.resume_grad():
                 ray = PinholeCamera.of(sensor).attach_ray(ray)
         return ray, weight, pos
