@@ -41,6 +41,32 @@ def write_ply(path, v, f, uv=None):
         fh.write(vert.tobytes() + face.tobytes())
 
 
+SENSOR_XML = """
+    <sensor type="perspective" id="{id}">
+        <float name="fov" value="{fov}"/>
+        <transform name="to_world">
+            <lookat origin="{origin}" target="{target}" up="0, 1, 0"/>
+        </transform>
+        <sampler type="independent">
+            <integer name="sample_count" value="$spp"/>
+        </sampler>
+        <film type="hdrfilm">
+            <integer name="width" value="$res"/>
+            <integer name="height" value="$res"/>
+            <string name="pixel_format" value="rgb"/>
+            <rfilter type="box"/>
+        </film>
+    </sensor>
+"""
+
+
+def sensor_xml(sensor_id, origin, target, fov):
+    """A pinhole sensor looking from ``origin`` at ``target`` (y up), ``$res`` square film with
+    a box filter, ``$spp`` samples, for generated scene files."""
+    vec = lambda p: ", ".join(f"{float(x):.4f}" for x in p)  # noqa: E731
+    return SENSOR_XML.format(id=sensor_id, fov=fov, origin=vec(origin), target=vec(target))
+
+
 def quad(c, u, v):
     """Quad centred at c with half-edge vectors u, v; its normal points along cross(u, v)."""
     c, u, v = (np.asarray(a, float) for a in (c, u, v))

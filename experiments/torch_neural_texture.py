@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,9 @@ import torch
 import pathdiff as pd
 import pathdiff.torch as pdt
 from pathdiff.images import linear_to_srgb, srgb_to_linear
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_scenes import sensor_xml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "plane_bsdf.reflectance.data"
@@ -50,20 +54,6 @@ LOSS_TOL = 0.01
 MOVE_TOL = 0.004
 EVAL_SPP = 256
 
-SENSOR_XML = """
-    <sensor type="perspective" id="view{k}">
-        <float name="fov" value="40"/>
-        <transform name="to_world">
-            <lookat origin="{origin}" target="{target}" up="0, 1, 0"/>
-        </transform>
-        <sampler type="independent"><integer name="sample_count" value="$spp"/></sampler>
-        <film type="hdrfilm">
-            <integer name="width" value="$res"/>
-            <integer name="height" value="$res"/>
-            <string name="pixel_format" value="rgb"/>
-            <rfilter type="box"/>
-        </film>
-    </sensor>"""
 
 SCENE_XML = """<?xml version="1.0" encoding="utf-8"?>
 <!-- A textured diffuse plane (z = 0, [-1, 1]^2) lit by a square area light and a dim constant
@@ -135,9 +125,7 @@ def write_srgb_png(path: Path, linear: np.ndarray) -> None:
 def build_scene(out: Path) -> Path:
     """Write the scene XML, the true texture and the uniform grey start texture into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    sensors = "".join(
-        SENSOR_XML.format(k=k, origin=_vec(o), target=_vec(t)) for k, (o, t) in enumerate(VIEWS)
-    )
+    sensors = "".join(sensor_xml(f"view{k}", o, t, 40) for k, (o, t) in enumerate(VIEWS))
     xml = SCENE_XML.format(
         res=IMG_RES, max_depth=MAX_DEPTH, sensors=sensors, env=ENV_RADIANCE, light=LIGHT_RADIANCE
     )
@@ -145,10 +133,6 @@ def build_scene(out: Path) -> Path:
     write_srgb_png(out / "texture.png", true_texture(TEX_RES))
     write_srgb_png(out / "grey.png", np.full((TEX_RES, TEX_RES, 3), 0.4, dtype=np.float32))
     return out / "scene.xml"
-
-
-def _vec(v: tuple[float, float, float]) -> str:
-    return ", ".join(f"{x:g}" for x in v)
 
 
 def take_photos(scene: mi.Scene, out: Path) -> list[Path]:
