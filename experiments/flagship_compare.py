@@ -217,8 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.seeds is not None:
-        return several_seeds(args, argv or sys.argv[1:])
+        if args.ours_dir or args.mitsuba_dir:
+            ap.error("--seeds writes each seed's runs to OUT/seedK: no --ours-dir/--mitsuba-dir")
+        return several_seeds(args)
+    return compare(args)
 
+
+def compare(args: argparse.Namespace) -> int:
+    """Run (or read) both sides once and write ``table.txt`` and ``comparison.json``."""
     example = args.example.resolve()
     spec = json.loads(example.read_text())
     iters = args.iters or spec["iters"]
@@ -262,24 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def several_seeds(args: argparse.Namespace, argv: list[str]) -> int:
-    """One comparison per seed (this script again, in OUT/seedK), then the summary table."""
-    seeds = [int(x) for x in args.seeds.split(",")]
-    rest, skip = [], False
-    for a in argv:  # the arguments minus --seeds/--out/--*-args (set per seed below)
-        if skip:
-            skip = False
-        elif a in ("--seeds", "--out", "--ours-args", "--mitsuba-args"):
-            skip = True
-        elif not a.startswith(("--seeds=", "--out=", "--ours-args=", "--mitsuba-args=")):
-            rest.append(a)
+def several_seeds(args: argparse.Namespace) -> int:
+    """One comparison per seed (in OUT/seedK, ``--seed K`` given to both sides), then the
+    summary table."""
     rows = []
-    for seed in seeds:
+    for seed in (int(x) for x in args.seeds.split(",")):
         out = args.out / f"seed{seed}"
-        main(
-            [*rest, "--out", str(out)]
-            + ["--ours-args", f"{args.ours_args} --seed {seed}".strip()]
-            + ["--mitsuba-args", f"{args.mitsuba_args} --seed {seed}".strip()]
+        compare(
+            argparse.Namespace(
+                **{
+                    **vars(args),
+                    "out": out,
+                    "ours_args": f"{args.ours_args} --seed {seed}",
+                    "mitsuba_args": f"{args.mitsuba_args} --seed {seed}",
+                }
+            )
         )
         comparison = read_json(out / "comparison.json") or {}
         rows.append((seed, comparison.get("pathdiff", {}), comparison.get("mitsuba", {})))
