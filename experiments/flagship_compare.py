@@ -11,7 +11,8 @@ own pipeline, with the same iteration count, and a side-by-side table of the res
 The two runs go one after the other (never at once: the machine is small). ``--skip-ours`` /
 ``--skip-mitsuba`` leave a side out of the run but still show it if its directory holds an
 earlier run (``--ours-dir`` / ``--mitsuba-dir`` point at runs made elsewhere). Usage:
-``python3 experiments/flagship_compare.py [--iters N] [--out DIR] [--skip-ours]``.
+``python3 experiments/flagship_compare.py [--iters N] [--out DIR] [--skip-ours] [--overwrite]``
+(an earlier run in a directory it would write is kept unless ``--overwrite``).
 
 One run of each is one draw: both trajectories are chaotic (the final Chamfer distance of
 either pipeline moves by tens of percent with the seed). ``--seeds 0,1,2`` runs the pair once
@@ -212,15 +213,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mitsuba-args", default="", help="extra arguments for flagship_mitsuba.py")
     ap.add_argument(
         "--seeds",
+        type=seed_list,
         default=None,
         help="comma-separated seeds: one pair of runs per seed in OUT/seedK, then a summary",
     )
+    ap.add_argument(
+        "--overwrite", action="store_true", help="replace earlier runs in the run directories"
+    )
     args = ap.parse_args(argv)
-    if args.seeds is not None:
-        if args.ours_dir or args.mitsuba_dir:
-            ap.error("--seeds writes each seed's runs to OUT/seedK: no --ours-dir/--mitsuba-dir")
-        return several_seeds(args)
-    return compare(args)
+    if args.seeds is not None and (args.ours_dir or args.mitsuba_dir):
+        ap.error("--seeds writes each seed's runs to OUT/seedK: no --ours-dir/--mitsuba-dir")
+    taken = [d for d in run_dirs(args) if d.is_dir() and any(d.iterdir())]
+    if taken and not args.overwrite:
+        ap.error(f"{taken[0]} holds an earlier run: pass --overwrite to replace it")
+    return several_seeds(args) if args.seeds is not None else compare(args)
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated non-negative integers."""
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seeds like 0,1,2")
+    return seeds
+
+
+def run_dirs(args: argparse.Namespace) -> list[Path]:
+    """The run directories this invocation would write (not those of skipped sides)."""
+    outs = [args.out / f"seed{k}" for k in args.seeds] if args.seeds is not None else [args.out]
+    dirs = []
+    for out in outs:
+        if not args.skip_ours:
+            dirs.append(args.ours_dir or out / "pathdiff")
+        if not args.skip_mitsuba:
+            dirs.append(args.mitsuba_dir or out / "mitsuba")
+    return dirs
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -272,7 +301,7 @@ def several_seeds(args: argparse.Namespace) -> int:
     """One comparison per seed (in OUT/seedK, ``--seed K`` given to both sides), then the
     summary table."""
     rows = []
-    for seed in (int(x) for x in args.seeds.split(",")):
+    for seed in args.seeds:
         out = args.out / f"seed{seed}"
         compare(
             argparse.Namespace(
