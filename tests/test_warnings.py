@@ -81,3 +81,20 @@ def test_moving_camera_with_indirect_light_is_silent(pd):
         warnings.simplefilter("error")
         for integrator in ("prb", "edge", "psdr", "reparam"):
             pd.derivative(scene, "sensor.translate.x", integrator, spp=1)
+
+
+def test_reparam_moving_geometry_limits(pd):
+    """reparam's warped rays have no moving-vertex factors and its warp no moving emitters
+    (Mitsuba's glass-lens and textured-emitter configurations fail for it): both said."""
+    cfg = P.BY_NAME["translate_textured_area_emitter_illuminating_plane"]  # the emitter moves
+    scene, spec = cfg.load(8)
+    with pytest.warns(UserWarning) as record:
+        pd.derivative(scene, spec, "reparam", spp=1, max_depth=cfg.max_depth)
+    said = " ".join(str(w.message) for w in record)
+    assert "pathdiff_reparam: emitter 'light' moves" in said
+    assert "no moving-vertex factors" in said
+    cfg = P.BY_NAME["translate_glass_plane_lens"]  # a moving receiver, no moving emitter
+    scene, spec = cfg.load(8)
+    with pytest.warns(UserWarning, match="no moving-vertex factors") as record:
+        pd.derivative(scene, spec, "reparam", spp=1, max_depth=cfg.max_depth)
+    assert not any("emitter" in str(w.message) and "moves" in str(w.message) for w in record)

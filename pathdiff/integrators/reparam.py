@@ -74,12 +74,13 @@ class ReparamIntegrator(PathLoopIntegrator):
     their warp sees the static edges move relative to the sliding hit.
 
     Limits: only meshes whose vertex positions carry derivatives move (analytic shapes and
-    instances must be static and are never boundaries in ``B``); emitters must not move;
+    instances must be static and are never boundaries in ``B``); emitters must not move (warned);
     shading-point motion is followed within one vertex (NEE rays start at the attached
-    vertex) but, as in ``pathdiff_prb``, not into the next bounce (except from a moving
-    camera's hits); delta lights' shadows are not warped (warned); ideal specular chains are
-    not warped; the warp of the two MIS strategies uses independent aux rays (the MIS
-    weights are detached, which is unbiased only in expectation over the aux rays).
+    vertex) but, unlike ``pathdiff_prb``, not into the next bounce (no moving-vertex factors,
+    except from a moving camera's hits; warned); delta lights' shadows are not warped
+    (warned); ideal specular chains are not warped; the warp of the two MIS strategies uses
+    independent aux rays (the MIS weights are detached, which is unbiased only in expectation
+    over the aux rays).
     """
 
     follows_camera_hits = True
@@ -106,6 +107,8 @@ class ReparamIntegrator(PathLoopIntegrator):
                 "pathdiff_psdr)",
                 stacklevel=3,
             )
+        if edges.meshes:
+            _warn_moving_geometry(edges.meshes)
         if edges.meshes or camera:  # a moving camera moves its hits: warp the rays from them
             shapes = scene.shapes()
             meshes = [s for s in shapes if s.is_mesh()]
@@ -119,6 +122,24 @@ class ReparamIntegrator(PathLoopIntegrator):
             warped = [(i, s) for i, s in enumerate(shapes) if id(s) in moving]
             warp = Warp(self.kappa, self.aux_rays, table, mi.UInt32(offset), warped)
         return Terms(warp=warp, boundary=[partial(self.primary.image, edges=edges, loop=self)])
+
+
+def _warn_moving_geometry(meshes: list[mi.Mesh]) -> None:
+    """Say the two limits every scene with moving meshes hits (docstring, "Limits")."""
+    lights = [m.id() or m.class_name() for m in meshes if m.emitter() is not None]
+    if lights:
+        warnings.warn(
+            f"pathdiff_reparam: emitter {', '.join(map(repr, lights))} moves: the warp does "
+            "not differentiate moving emitters (use pathdiff_edge or pathdiff_psdr)",
+            stacklevel=4,
+        )
+    warnings.warn(
+        "pathdiff_reparam: the light leaving a point on moving geometry is differentiated as "
+        "if the point had not moved (no moving-vertex factors in the warped rays): biased "
+        "where what it receives varies over its surface (textured emitters, glass, indirect "
+        "light); pathdiff_edge and pathdiff_psdr have them",
+        stacklevel=4,
+    )
 
 
 class Warp:
