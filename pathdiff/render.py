@@ -83,9 +83,10 @@ def make_integrator(
     try:
         return mi.load_dict(props)
     except Exception as e:
-        raise ValueError(
-            f"cannot create integrator {integrator!r}: {str(e).splitlines()[0]}"
-        ) from e
+        lines = str(e).strip().splitlines()
+        # a Python plugin's own error comes last, after Mitsuba's traceback
+        why = lines[-1] if "Traceback" in lines[0] else lines[0]
+        raise ValueError(f"cannot create integrator {integrator!r}: {why}") from e
 
 
 def render(

@@ -72,10 +72,10 @@ DEFAULT = (RES, SPP, 4, FD_SPP, 8)
 HIGH = (RES, 256, 8, 1024, 8)
 #: configurations whose estimators are heavy-tailed: more independent AD seeds, so that the
 #: per-seed variance the verdict divides by sees the tail. The occluder: ``edge`` reaches the
-#: tiny light through the occluder's silhouette from a shading point rarely (a tile is 0 in
-#: 15 of 16 seeds at 64 spp and -4.6 in the 16th). Unbiased (256 seeds x 256 spp: every
-#: statistic |z| <= 1.1), but 8 seeds pass only 19 of 32 seed groups; 32 seeds pass 8 of 8
-#: (max |z| 3.0).
+#: tiny light through the occluder's silhouette from a shading point rarely (plain picks: a
+#: tile is 0 in 15 of 16 seeds at 64 spp and -4.6 in the 16th). Unbiased (256 seeds x 256
+#: spp: every statistic |z| <= 1.1), but 8 seeds passed 19 of 32 seed groups with plain picks
+#: and 31 of 32 with the resampled ones (``edge_candidates`` 8); 32 seeds pass 8 of 8.
 SETTINGS = {"translate_occluder_area_light": (RES, 256, 32, 1024, 8)}
 
 #: configurations whose ``psdr``/``reparam`` runs take > ~5 s each: those run slow

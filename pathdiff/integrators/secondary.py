@@ -15,8 +15,20 @@ at vertices on a moving mesh (a moving receiver, or any camera hit when the came
 the static edges move relative to ``p`` too: ``p`` is attached, so ``∂(ω·m)`` includes the
 vertex's own motion. That part of the velocity is not the whole story for the radiance from
 the side rays' first hits, which the replay holds fixed in space while ``p`` moves:
-:func:`fixed_share` removes the difference. Option: ``secondary`` (default true). Limits:
-shadows of delta lights (point, spot) have no directions to sample here (see :mod:`.shadows`).
+:func:`fixed_share` removes the difference.
+
+**Resampled edge picks.** Picked ∝ length alone, most samples land on edges that cannot be a
+boundary as seen from ``p`` (on a closed mesh only its silhouette from ``p`` is) or that lie
+outside a glossy lobe. ``edge_candidates = K`` draws ``K`` candidates ``(e_j, t_j)`` ∝ length
+and keeps one ∝ ``w_j = p̂_j / pmf_j`` (resampled importance sampling, Talbot et al. 2005;
+streamed, one candidate held at a time), with the cheap target
+``p̂ = max_c f_s(ω) |dω/dt| / |y − p|`` on candidates (0 on edges that are no boundary from
+``p`` and on the vertex's own faces, where the term is 0 anyway). The kept sample is weighted
+``(Σ_j w_j / K) / p̂`` in place of ``1/pmf``: unbiased, because ``p̂ > 0`` wherever the term
+is not 0; the side rays (the expensive part) are traced once. ``K = 1`` is the plain pick.
+
+Options: ``secondary`` (default true), ``edge_candidates`` (default 8). Limits: shadows of
+delta lights (point, spot) have no directions to sample here (see :mod:`.shadows`).
 """
 
 from __future__ import annotations
@@ -67,9 +79,12 @@ class SecondaryEdges:
 
     def __init__(self, props: mi.Properties):
         self.enabled = props.get("secondary", True)
+        self.candidates = props.get("edge_candidates", 8)
+        if self.candidates < 1:
+            raise ValueError(f"edge_candidates must be >= 1, got {self.candidates}")
 
     def options(self) -> dict:
-        return {"secondary": self.enabled}
+        return {"secondary": self.enabled, "edge_candidates": self.candidates}
 
     def term(self, loop, edges: EdgeSet, min_depth: int = 0):
         """The vertex term of one render (``None`` if nothing moves), applied at path depths
@@ -106,16 +121,34 @@ class SecondaryEdges:
         """Detached part of one edge sample: weight, weight of the share that does not follow
         the vertex's own motion (:func:`fixed_share`), direction, edge, validity."""
         p = si.p
-        idx, _, pmf = distr.sample_reuse_pmf(rng.next_1d(active))
-        t = rng.next_1d(active)
+        ctx = mi.BSDFContext()
+        # streamed resampling over K candidates (module docstring): the kept one and Σ w_j
+        idx, t, p_hat, f = mi.UInt32(0), mi.Float(0), mi.Float(0), mi.Spectrum(0)
+        w_sum = mi.Float(0)
+        for k in range(self.candidates):
+            idx_k, _, pmf_k = distr.sample_reuse_pmf(rng.next_1d(active))
+            t_k = rng.next_1d(active)
+            g = table.geometry(idx_k, active)
+            y = dr.lerp(g.v0, g.v1, t_k)
+            ω = dr.normalize(y - p)
+            # pmf is NaN when no edge of the table can be seen: select, never divide
+            seen = active & (pmf_k > 0) & g.candidate(p) & ~table.adjacent(idx_k, si, active)
+            f_k = bsdf.eval(ctx, si, si.to_local(ω), seen)
+            p_hat_k = dr.select(seen, dr.max(f_k) * _dω_dt(g, y, p, ω) / dr.norm(y - p), 0)
+            w_k = dr.select(p_hat_k > 0, p_hat_k / pmf_k, 0)
+            w_sum += w_k
+            take = w_k > 0
+            if k > 0:
+                take &= rng.next_1d(active) * w_sum < w_k
+            idx, t = dr.select(take, idx_k, idx), dr.select(take, t_k, t)
+            p_hat, f = dr.select(take, p_hat_k, p_hat), dr.select(take, f_k, f)
         g = table.geometry(idx, active)
         y = dr.lerp(g.v0, g.v1, t)
         dist = dr.norm(y - p)
         ω = (y - p) / dist
         m = dr.cross(g.v0 - p, g.v1 - p)
         m_len = dr.norm(m)
-        own = table.adjacent(idx, si, active)
-        ok = active & g.candidate(p) & ~own & (m_len > 0) & (pmf > 0)
+        ok = active & (p_hat > 0) & (m_len > 0)
         budget = mi.UInt32(loop.max_depth) - depth - 1
         L, S = [], []
         for ray, r in zip(side_rays(si, ω, y, m / m_len), (rng.copy(), rng)):
@@ -124,9 +157,12 @@ class SecondaryEdges:
             )
             L.append(Li)
             S.append(fixed_share(scene, ray, dist, ok) * Li)
-        f = bsdf.eval(mi.BSDFContext(), si, si.to_local(ω), ok)
-        e = g.v1 - g.v0
-        dω_dt = dr.norm(e - ω * dr.dot(ω, e)) / dist
-        # pmf is NaN when no edge of the table can be seen: select, never multiply
-        w = dr.select(ok, β * f * dω_dt / (pmf * m_len), 0)
+        # 1/pmf of the plain pick becomes (Σ w_j / K) / p̂ (resampling)
+        w = dr.select(ok, β * f * _dω_dt(g, y, p, ω) * w_sum / (self.candidates * p_hat * m_len), 0)
         return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok
+
+
+def _dω_dt(g, y: mi.Point3f, p: mi.Point3f, ω: mi.Vector3f) -> mi.Float:
+    """``|dω/dt|`` of the direction from ``p`` to the edge point ``y = v0 + t(v1 − v0)``."""
+    e = g.v1 - g.v0
+    return dr.norm(e - ω * dr.dot(ω, e)) / dr.norm(y - p)
