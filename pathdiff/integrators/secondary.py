@@ -22,8 +22,9 @@ boundary as seen from ``p`` (on a closed mesh only its silhouette from ``p`` is)
 outside a glossy lobe. ``edge_candidates = K`` draws ``K`` candidates ``(e_j, t_j)`` ∝ length
 and keeps one ∝ ``w_j = p̂_j / pmf_j`` (resampled importance sampling, Talbot et al. 2005;
 streamed, one candidate held at a time), with the cheap target
-``p̂ = max_c f_s(ω) |dω/dt| / |y − p|`` on candidates (0 on edges that are no boundary from
-``p`` and on the vertex's own faces, where the term is 0 anyway). The kept sample is weighted
+``p̂ = max_c f_s(ω) |dω/dt| / |y − p|`` (``|cos θ|`` for ``f_s`` where the BSDF has no glossy
+lobe: no BSDF call per candidate there), 0 on edges that are no boundary from ``p`` and on
+the vertex's own faces, where the term is 0 anyway. The kept sample is weighted
 ``(Σ_j w_j / K) / p̂`` in place of ``1/pmf``: unbiased, because ``p̂ > 0`` wherever the term
 is not 0; the side rays (the expensive part) are traced once. ``K = 1`` is the plain pick.
 
@@ -122,26 +123,30 @@ class SecondaryEdges:
         the vertex's own motion (:func:`fixed_share`), direction, edge, validity."""
         p = si.p
         ctx = mi.BSDFContext()
+        # the BSDF's lobe enters the target only where it is glossy (elsewhere |cos θ|: no
+        # BSDF call per candidate)
+        glossy = mi.has_flag(bsdf.flags(), mi.BSDFFlags.Glossy)
         # streamed resampling over K candidates (module docstring): the kept one and Σ w_j
-        idx, t, p_hat, f = mi.UInt32(0), mi.Float(0), mi.Float(0), mi.Spectrum(0)
-        w_sum = mi.Float(0)
+        idx, t, p_hat, w_sum = mi.UInt32(0), mi.Float(0), mi.Float(0), mi.Float(0)
         for k in range(self.candidates):
             idx_k, _, pmf_k = distr.sample_reuse_pmf(rng.next_1d(active))
             t_k = rng.next_1d(active)
             g = table.geometry(idx_k, active)
             y = dr.lerp(g.v0, g.v1, t_k)
-            ω = dr.normalize(y - p)
+            wo = si.to_local(dr.normalize(y - p))
             # pmf is NaN when no edge of the table can be seen: select, never divide
             seen = active & (pmf_k > 0) & g.candidate(p) & ~table.adjacent(idx_k, si, active)
-            f_k = bsdf.eval(ctx, si, si.to_local(ω), seen)
-            p_hat_k = dr.select(seen, dr.max(f_k) * _dω_dt(g, y, p, ω) / dr.norm(y - p), 0)
+            lobe = dr.abs(mi.Frame3f.cos_theta(wo))
+            if self.candidates > 1:
+                lobe = dr.select(glossy, dr.max(bsdf.eval(ctx, si, wo, seen & glossy)), lobe)
+            p_hat_k = dr.select(seen, lobe * _dω_dt(g, y, p, si.to_world(wo)) / dr.norm(y - p), 0)
             w_k = dr.select(p_hat_k > 0, p_hat_k / pmf_k, 0)
             w_sum += w_k
             take = w_k > 0
             if k > 0:
                 take &= rng.next_1d(active) * w_sum < w_k
             idx, t = dr.select(take, idx_k, idx), dr.select(take, t_k, t)
-            p_hat, f = dr.select(take, p_hat_k, p_hat), dr.select(take, f_k, f)
+            p_hat = dr.select(take, p_hat_k, p_hat)
         g = table.geometry(idx, active)
         y = dr.lerp(g.v0, g.v1, t)
         dist = dr.norm(y - p)
@@ -157,6 +162,7 @@ class SecondaryEdges:
             )
             L.append(Li)
             S.append(fixed_share(scene, ray, dist, ok) * Li)
+        f = bsdf.eval(ctx, si, si.to_local(ω), ok)
         # 1/pmf of the plain pick becomes (Σ w_j / K) / p̂ (resampling)
         w = dr.select(ok, β * f * _dω_dt(g, y, p, ω) * w_sum / (self.candidates * p_hat * m_len), 0)
         return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok
