@@ -37,7 +37,7 @@ from __future__ import annotations
 import drjit as dr
 import mitsuba as mi
 
-from .edges import EdgeSet, StaticEdges
+from .edges import EdgeGeometry, EdgeSet, StaticEdges
 
 #: angular offset (radians) of the two side rays on either side of an edge direction
 EPS_ANGLE = 1e-4
@@ -93,13 +93,19 @@ class SecondaryEdges:
         if not self.enabled or not (edges.moving or (edges.camera and edges.static)):
             return None
 
+        # every edge's detached geometry and flags, once per render: a candidate then costs
+        # five gathers instead of a table's full (attached) geometry
+        everything = {}
+        if self.candidates > 1:
+            everything = {id(t): _all_edges(t) for t, _ in edges.moving + edges.static}
+
         def vertex_term(scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
             active = active & (depth >= min_depth) if min_depth else active
-            return self._term(loop, scene, edges, si, bsdf, β, depth, rng, active)
+            return self._term(loop, scene, edges, everything, si, bsdf, β, depth, rng, active)
 
         return vertex_term
 
-    def _term(self, loop, scene, edges, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
+    def _term(self, loop, scene, edges, everything, si, bsdf, β, depth, rng, active):
         total = mi.Spectrum(0)
         receiver = active
         if edges.static:  # static edges move relative to a moving receiver or camera hit
@@ -108,8 +114,9 @@ class SecondaryEdges:
             lanes = receiver if isinstance(table, StaticEdges) else active
             with dr.suspend_grad():
                 weight, weight_fixed, ω, idx, ok = self._sample(
-                    loop, scene, si, bsdf, β, depth, rng, table, distr, lanes
-                )
+                    loop, scene, si, bsdf, β, depth, rng, table, distr, lanes,
+                    everything.get(id(table)),
+                )  # fmt: skip
             g = table.geometry(idx, ok)
             α = dr.dot(ω, dr.cross(g.v0 - si.p, g.v1 - si.p))
             # the part of ∂α due to the vertex's own motion
@@ -118,9 +125,10 @@ class SecondaryEdges:
             total += dr.select(ok, term, 0)
         return total
 
-    def _sample(self, loop, scene, si, bsdf, β, depth, rng, table, distr, active):
+    def _sample(self, loop, scene, si, bsdf, β, depth, rng, table, distr, active, everything):
         """Detached part of one edge sample: weight, weight of the share that does not follow
-        the vertex's own motion (:func:`fixed_share`), direction, edge, validity."""
+        the vertex's own motion (:func:`fixed_share`), direction, edge, validity.
+        ``everything``: :func:`_all_edges` of ``table`` (``None`` for the plain pick)."""
         p = si.p
         ctx = mi.BSDFContext()
         # the BSDF's lobe enters the target only where it is glossy (elsewhere |cos θ|: no
@@ -131,7 +139,7 @@ class SecondaryEdges:
         for k in range(self.candidates):
             idx_k, _, pmf_k = distr.sample_reuse_pmf(rng.next_1d(active))
             t_k = rng.next_1d(active)
-            g = table.geometry(idx_k, active)
+            g = table.geometry(idx_k, active) if everything is None else everything(idx_k, active)
             y = dr.lerp(g.v0, g.v1, t_k)
             wo = si.to_local(dr.normalize(y - p))
             # pmf is NaN when no edge of the table can be seen: select, never divide
@@ -166,6 +174,30 @@ class SecondaryEdges:
         # 1/pmf of the plain pick becomes (Σ w_j / K) / p̂ (resampling)
         w = dr.select(ok, β * f * _dω_dt(g, y, p, ω) * w_sum / (self.candidates * p_hat * m_len), 0)
         return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok
+
+
+def _all_edges(table):
+    """``gather(idx, active)`` of the detached geometry of the edges ``idx`` of ``table``, from
+    arrays over all its edges evaluated now (once per render)."""
+    with dr.suspend_grad():
+        g = table.geometry()
+        v0, v1, nA, nB = (dr.ravel(dr.detach(x)) for x in (g.v0, g.v1, g.nA, g.nB))
+        flags = g.always | g.crease  # candidates from everywhere
+        keep = mi.Bool(g.keep) if isinstance(g.keep, bool) else g.keep
+        dr.eval(v0, v1, nA, nB, flags, keep)
+
+    def gather(idx: mi.UInt32, active: mi.Bool) -> EdgeGeometry:
+        return EdgeGeometry(
+            v0=dr.gather(mi.Point3f, v0, idx, active),
+            v1=dr.gather(mi.Point3f, v1, idx, active),
+            nA=dr.gather(mi.Vector3f, nA, idx, active),
+            nB=dr.gather(mi.Vector3f, nB, idx, active),
+            always=dr.gather(mi.Bool, flags, idx, active),
+            smooth=True,
+            keep=keep if dr.width(keep) == 1 else dr.gather(mi.Bool, keep, idx, active),
+        )
+
+    return gather
 
 
 def _dω_dt(g, y: mi.Point3f, p: mi.Point3f, ω: mi.Vector3f) -> mi.Float:
