@@ -59,7 +59,8 @@ def test_resampled_picks_are_unbiased(pd, k):
     assert z < threshold, (z, threshold)
 
 
-def test_candidates_must_be_positive(pd):
+@pytest.mark.parametrize("k", [0, 2.5])
+def test_candidates_must_be_a_positive_integer(pd, k):
     scene, spec, _ = _problem(pd)
-    with pytest.raises(ValueError, match="edge_candidates must be >= 1"):
-        pd.derivative(scene, spec, "edge", spp=1, edge_candidates=0)
+    with pytest.raises(ValueError, match="edge_candidates must be an integer >= 1"):
+        pd.derivative(scene, spec, "edge", spp=1, edge_candidates=k)

@@ -80,9 +80,10 @@ class SecondaryEdges:
 
     def __init__(self, props: mi.Properties):
         self.enabled = props.get("secondary", True)
-        self.candidates = props.get("edge_candidates", 8)
-        if self.candidates < 1:
-            raise ValueError(f"edge_candidates must be >= 1, got {self.candidates}")
+        k = props.get("edge_candidates", 8)
+        if k != int(k) or k < 1:
+            raise ValueError(f"edge_candidates must be an integer >= 1, got {k}")
+        self.candidates = int(k)
 
     def options(self) -> dict:
         return {"secondary": self.enabled, "edge_candidates": self.candidates}
