@@ -96,17 +96,17 @@ class SecondaryEdges:
 
         # every edge's detached geometry and flags, once per render: a candidate then costs
         # five gathers instead of a table's full (attached) geometry
-        everything = {}
+        edge_arrays = {}
         if self.candidates > 1:
-            everything = {id(t): _all_edges(t) for t, _ in edges.moving + edges.static}
+            edge_arrays = {id(t): _all_edges(t) for t, _ in edges.moving + edges.static}
 
         def vertex_term(scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
             active = active & (depth >= min_depth) if min_depth else active
-            return self._term(loop, scene, edges, everything, si, bsdf, β, depth, rng, active)
+            return self._term(loop, scene, edges, edge_arrays, si, bsdf, β, depth, rng, active)
 
         return vertex_term
 
-    def _term(self, loop, scene, edges, everything, si, bsdf, β, depth, rng, active):
+    def _term(self, loop, scene, edges, edge_arrays, si, bsdf, β, depth, rng, active):
         total = mi.Spectrum(0)
         receiver = active
         if edges.static:  # static edges move relative to a moving receiver or camera hit
@@ -116,7 +116,7 @@ class SecondaryEdges:
             with dr.suspend_grad():
                 weight, weight_fixed, ω, idx, ok = self._sample(
                     loop, scene, si, bsdf, β, depth, rng, table, distr, lanes,
-                    everything.get(id(table)),
+                    edge_arrays.get(id(table)),
                 )  # fmt: skip
             g = table.geometry(idx, ok)
             α = dr.dot(ω, dr.cross(g.v0 - si.p, g.v1 - si.p))
@@ -126,10 +126,10 @@ class SecondaryEdges:
             total += dr.select(ok, term, 0)
         return total
 
-    def _sample(self, loop, scene, si, bsdf, β, depth, rng, table, distr, active, everything):
+    def _sample(self, loop, scene, si, bsdf, β, depth, rng, table, distr, active, edge_arrays):
         """Detached part of one edge sample: weight, weight of the share that does not follow
         the vertex's own motion (:func:`fixed_share`), direction, edge, validity.
-        ``everything``: :func:`_all_edges` of ``table`` (``None`` for the plain pick)."""
+        ``edge_arrays``: :func:`_all_edges` of ``table`` (``None`` for the plain pick)."""
         p = si.p
         ctx = mi.BSDFContext()
         # the BSDF's lobe enters the target only where it is glossy (elsewhere |cos θ|: no
@@ -140,15 +140,16 @@ class SecondaryEdges:
         for k in range(self.candidates):
             idx_k, _, pmf_k = distr.sample_reuse_pmf(rng.next_1d(active))
             t_k = rng.next_1d(active)
-            g = table.geometry(idx_k, active) if everything is None else everything(idx_k, active)
+            g = table.geometry(idx_k, active) if edge_arrays is None else edge_arrays(idx_k, active)
             y = dr.lerp(g.v0, g.v1, t_k)
-            wo = si.to_local(dr.normalize(y - p))
+            ω_k = dr.normalize(y - p)
+            wo = si.to_local(ω_k)
             # pmf is NaN when no edge of the table can be seen: select, never divide
             seen = active & (pmf_k > 0) & g.candidate(p) & ~table.adjacent(idx_k, si, active)
             lobe = dr.abs(mi.Frame3f.cos_theta(wo))
             if self.candidates > 1:
                 lobe = dr.select(glossy, dr.max(bsdf.eval(ctx, si, wo, seen & glossy)), lobe)
-            p_hat_k = dr.select(seen, lobe * _dω_dt(g, y, p, si.to_world(wo)) / dr.norm(y - p), 0)
+            p_hat_k = dr.select(seen, lobe * _dω_dt(g, y, p, ω_k) / dr.norm(y - p), 0)
             w_k = dr.select(p_hat_k > 0, p_hat_k / pmf_k, 0)
             w_sum += w_k
             take = w_k > 0
