@@ -189,11 +189,11 @@ def test_backward_matches_forward(pd):
     assert backward == pytest.approx(forward, rel=1e-4)
 
 
-def _sphere_light_scene():
-    """A card moving under a small closed sphere-mesh emitter (one of the bunny scene's
-    spheres), over a floor."""
+def _under_sphere_light(name: str, shape: dict):
+    """``shape`` (called ``name``) between a small closed sphere-mesh emitter (one of the
+    bunny scene's spheres) and a floor."""
     from conftest import ROOT
-    from test_analytic_shapes import _floor, _quad_obj, _sensor
+    from test_analytic_shapes import _floor, _sensor
 
     T = mi.ScalarTransform4f
     return mi.load_dict(
@@ -202,16 +202,27 @@ def _sphere_light_scene():
             "integrator": {"type": "pathdiff_path", "max_depth": 2},
             "sensor": _sensor(),
             "floor": _floor(),
-            "card": {
-                "type": "obj", "filename": _quad_obj(), "bsdf": {"type": "diffuse"},
-                "to_world": T().translate([0, 0, 0.8]) @ T().scale(0.4),
-            },
+            name: shape,
             "light": {
                 "type": "ply", "filename": str(ROOT / "scenes" / "bunny" / "sphere.ply"),
                 "to_world": T().translate([0.4, 0.3, 2.2]) @ T().scale(0.08),
                 "emitter": {"type": "area", "radiance": {"type": "rgb", "value": 60.0}},
             },
         }
+    )  # fmt: skip
+
+
+def _sphere_light_scene():
+    """A card moving under the small sphere-mesh emitter."""
+    from test_analytic_shapes import _quad_obj
+
+    T = mi.ScalarTransform4f
+    return _under_sphere_light(
+        "card",
+        {
+            "type": "obj", "filename": _quad_obj(), "bsdf": {"type": "diffuse"},
+            "to_world": T().translate([0, 0, 0.8]) @ T().scale(0.4),
+        },
     )  # fmt: skip
 
 
@@ -233,31 +244,19 @@ def test_closed_emitter_negative_control(pd, monkeypatch):
 
 
 def _sphere_occluder_scene():
-    """A closed UV sphere (32 × 16 segments, as Blender's) moving between a small
-    sphere-mesh emitter and a floor: its shadow's edges are silhouettes with faces on
+    """A closed UV sphere (32 × 16 segments, as Blender's) moving between the small
+    sphere-mesh emitter and the floor: its shadow's edges are silhouettes with faces on
     either side."""
-    from conftest import ROOT
     from peer_configs import res_path, write_resources
-    from test_analytic_shapes import _floor, _sensor
 
     T = mi.ScalarTransform4f
     write_resources()
-    return mi.load_dict(
+    return _under_sphere_light(
+        "ball",
         {
-            "type": "scene",
-            "integrator": {"type": "pathdiff_path", "max_depth": 2},
-            "sensor": _sensor(),
-            "floor": _floor(),
-            "ball": {
-                "type": "obj", "filename": res_path("sphere.obj"), "bsdf": {"type": "diffuse"},
-                "to_world": T().translate([0, 0, 0.8]) @ T().scale(0.3),
-            },
-            "light": {
-                "type": "ply", "filename": str(ROOT / "scenes" / "bunny" / "sphere.ply"),
-                "to_world": T().translate([0.4, 0.3, 2.2]) @ T().scale(0.08),
-                "emitter": {"type": "area", "radiance": {"type": "rgb", "value": 60.0}},
-            },
-        }
+            "type": "obj", "filename": res_path("sphere.obj"), "bsdf": {"type": "diffuse"},
+            "to_world": T().translate([0, 0, 0.8]) @ T().scale(0.3),
+        },
     )  # fmt: skip
 
 
