@@ -42,17 +42,26 @@ def face_viewer(
     ``|cos| < ε``.
     """
     si = type(si)(si)
-    wi = si.to_world(si.wi)
     n = si.sh_frame.n
     α = dr.dot(n, d)
     s = dr.sign(dr.dot(si.n, d))
     bend = si.is_valid() & (s * α < BEND_EPS)
-    n_b = dr.normalize(n - (α - s * BEND_EPS) * d)
-    t = dr.normalize(si.sh_frame.s - dr.dot(si.sh_frame.s, n_b) * n_b)
-    frame = mi.Frame3f(t, dr.cross(n_b, t), n_b)
-    si.sh_frame = dr.select(bend, frame, si.sh_frame)
-    si.wi = dr.select(bend, si.to_local(wi), si.wi)
+    args = (si.sh_frame, si.wi, d, α, s)
+    if dr.grad_enabled(args):
+        frame, wi = _bent(*args)
+        si.sh_frame = dr.select(bend, frame, si.sh_frame)
+        si.wi = dr.select(bend, wi, si.wi)
+    else:  # a symbolic branch: lanes that bend are rare, whole packets skip the work
+        si.sh_frame, si.wi = dr.if_stmt(args, bend, _bent, lambda fr, wi, *_: (fr, wi))
     return si, bend
+
+
+def _bent(frame: mi.Frame3f, wi: mi.Vector3f, d: mi.Vector3f, α: mi.Float, s: mi.Float):
+    """The shading frame of :func:`face_viewer` bent towards ``d``, and ``wi`` in it."""
+    n_b = dr.normalize(frame.n - (α - s * BEND_EPS) * d)
+    t = dr.normalize(frame.s - dr.dot(frame.s, n_b) * n_b)
+    bent = mi.Frame3f(t, dr.cross(n_b, t), n_b)
+    return bent, bent.to_local(frame.to_world(wi))
 
 
 class _VariantStruct(type):
