@@ -77,12 +77,12 @@ class PathLoopIntegrator(RBIntegrator):
     """Base of the ``pathdiff_*`` plugins: options, the render passes and the shared loop.
 
     Options: ``max_depth`` (-1 = unbounded; 1 = emitters seen directly), ``rr_depth``
-    (depth at which Russian roulette starts), ``hide_emitters`` (emitters seen directly
-    by the camera are black) and ``bend_normals`` (default true: shading normals facing
-    away from the viewer are bent back, see :func:`~.sampling.face_viewer`; false renders
-    exactly as Mitsuba's ``path``) and ``moving_vertices`` (default true: the factors that
-    follow moving path vertices, see the module docstring; false drops them, a negative
-    control for the tests).
+    (Russian roulette may end a path once it has found this many vertices, as in Mitsuba),
+    ``hide_emitters`` (emitters seen directly by the camera are black), ``bend_normals``
+    (default true: shading normals facing away from the viewer are bent back, see
+    :func:`~.sampling.face_viewer`; false renders exactly as Mitsuba's ``path``) and
+    ``moving_vertices`` (default true: the factors that follow moving path vertices, see the
+    module docstring; false drops them, a negative control for the tests).
     """
 
     #: run the loop with attached state across iterations (``pathdiff_ad``)
@@ -239,7 +239,9 @@ class PathLoopIntegrator(RBIntegrator):
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)
         L = mi.Spectrum(0 if state_in is None or not replay else state_in)
-        δL_fwd = mi.Spectrum(0)  # forward-mode accumulator of the replay
+        # forward-mode accumulator of the replay (no loop state where unused: a loop-invariant
+        # state variable makes Dr.Jit record the loop body twice)
+        δL_fwd = mi.Spectrum(0) if replay and mode == dr.ADMode.Forward else None
         β = mi.Spectrum(1)
         η = mi.Float(1)
         active = mi.Bool(active)
@@ -249,7 +251,7 @@ class PathLoopIntegrator(RBIntegrator):
         prev_bsdf_delta = mi.Bool(True)
         max_depth = self.max_depth if max_depth is None else max_depth
         extra = warp is not None or vertex is not None
-        rng = RNGSampler.from_ray(ray) if extra else RNGSampler()
+        rng = RNGSampler.from_ray(ray) if extra else None
         # the next vertex is found at the end of each iteration (the camera's before the loop);
         # with moving vertices the previous one is kept to be re-derived attached
         pi = scene.ray_intersect_preliminary(ray, coherent=True, active=active)
@@ -261,8 +263,11 @@ class PathLoopIntegrator(RBIntegrator):
         cam_vars = [] if ray_cam is None else [ray_cam.o, ray_cam.d]
         with dr.resume_grad(*cam_vars, when=ray_cam is not None):
             while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
+                shade = active
+                if dr.hint(not grad, mode="scalar"):  # the last vertex only counts if it emits
+                    shade &= (depth + 1 < max_depth) | ~pi.is_valid() | pi.shape.is_emitter()
                 si, ray_att, det, prev_att = self._intersect(
-                    scene, pi, ray, ray_cam, warp, rng, depth, grad, active, prev_si
+                    scene, pi, ray, ray_cam, warp, rng, depth, grad, shade, prev_si
                 )
                 if dr.hint(moves, mode="scalar"):
                     si = self._attach_wi(si, prev_pi, prev_ray, ray_cam, depth, active)
@@ -279,7 +284,7 @@ class PathLoopIntegrator(RBIntegrator):
                     active,
                 )
                 active_next = active & si.is_valid() & (depth + 1 < max_depth)
-                valid |= active & si.is_valid()
+                valid |= active & pi.is_valid()
                 bsdf = si.bsdf(ray)
 
                 u_em, u1, u2 = sampler.next_2d(), sampler.next_1d(), sampler.next_2d()
@@ -300,7 +305,16 @@ class PathLoopIntegrator(RBIntegrator):
                     active_next,
                 )
                 ray_next = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
-                pi_next = scene.ray_intersect_preliminary(ray_next, active=active_next)
+
+                # ---- Russian roulette, decided before the next ray is traced -----------------
+                # (Mitsuba's convention: ``rr_depth`` counts the vertices found so far)
+                η *= dr.detach(bs.eta)
+                β_max = dr.max(dr.detach(β * bsdf_weight))
+                rr_active = depth + 1 >= self.rr_depth
+                rr_prob = dr.minimum(β_max * dr.square(η), 0.95)
+                rr_continue = sampler.next_1d() < rr_prob
+                traced = active_next & (~rr_active | rr_continue) & (β_max != 0)
+                pi_next = scene.ray_intersect_preliminary(ray_next, active=traced)
 
                 # ---- Differentiate this vertex ----------------------------------------------
                 if dr.hint(grad, mode="scalar"):
@@ -336,16 +350,11 @@ class PathLoopIntegrator(RBIntegrator):
                 else:
                     L = L + Le + L_dir
 
-                # ---- Russian roulette and loop update -----------------------------------------
+                # ---- Loop update ------------------------------------------------------------
                 if dr.hint(not attached, mode="scalar"):
                     β *= bsdf_weight
-                η *= dr.detach(bs.eta)
-                β_max = dr.max(dr.detach(β))
-                rr_active = depth >= self.rr_depth
-                rr_prob = dr.minimum(β_max * dr.square(η), 0.95)
                 β[rr_active] *= dr.rcp(rr_prob)
-                rr_continue = sampler.next_1d() < rr_prob
-                active = active_next & (~rr_active | rr_continue) & (β_max != 0)
+                active = traced
 
                 if dr.hint(moves, mode="scalar"):
                     prev_pi, prev_ray = pi, ray
@@ -414,10 +423,12 @@ class PathLoopIntegrator(RBIntegrator):
     def _nee(self, ctx, scene, si, bsdf, u_em, u1, u2, β, warp, rng, depth, grad, moves, active):
         """Next-event estimation (detached sample, attached value) and the BSDF sample of the
         next direction (detached; one BSDF call for both in the primal pass):
-        ``L_dir, bs, bsdf_weight``."""
+        ``L_dir, bs, bsdf_weight``. The shadow ray is traced last, only where the sample
+        contributes: about one light sample in eight falls below a diffuse surface's horizon
+        in the Cornell box, and those rays are not traced."""
         active_em = active & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
-        with dr.suspend_grad():  # detached sampling in every regime
-            ds, em_weight = scene.sample_emitter_direction(si, u_em, True, active_em)
+        with dr.suspend_grad():  # detached sampling in every regime; visibility last
+            ds, em_weight = scene.sample_emitter_direction(si, u_em, False, active_em)
         active_em &= ds.pdf != 0
         with dr.resume_grad(when=grad):
             if grad:
@@ -433,6 +444,12 @@ class PathLoopIntegrator(RBIntegrator):
                 )
             w_em = dr.select(ds.delta, 1, mis_weight(ds.pdf, bsdf_pdf))
             L_dir = β * w_em * bsdf_val * em_weight
+        # the shadow ray only where the sample would contribute (not where the BSDF is black)
+        with dr.suspend_grad():
+            shadow = dr.detach(si).spawn_ray_to(ds.p)
+            occluded = scene.ray_test(shadow, active_em & dr.any(dr.detach(L_dir) != 0))
+        with dr.resume_grad(when=grad):
+            L_dir = dr.select(occluded, 0, L_dir)
         if grad:
             with dr.suspend_grad():
                 bs, bsdf_weight = bsdf.sample(ctx, si, u1, u2, active)
