@@ -31,13 +31,14 @@ def test_rng_struct_follows_the_active_variant():
     from pathdiff.integrators.base import RNGSampler
 
     before = mi.variant()
-    assert RNGSampler.DRJIT_STRUCT["rng"] is mi.PCG32
+    assert RNGSampler.DRJIT_STRUCT["state"] is mi.UInt64
     try:
         mi.set_variant("llvm_ad_spectral")
-        assert RNGSampler.DRJIT_STRUCT["rng"] is mi.PCG32  # the spectral variant's type
+        assert RNGSampler.DRJIT_STRUCT["state"] is mi.UInt64  # the spectral variant's type
+        assert type(RNGSampler().state) is mi.UInt64
     finally:
         mi.set_variant(before)
-    assert RNGSampler.DRJIT_STRUCT["rng"] is mi.PCG32
+    assert RNGSampler.DRJIT_STRUCT["state"] is mi.UInt64
 
 
 @pytest.mark.parametrize("spec", ["red.reflectance.value"])

@@ -261,8 +261,23 @@ class PathLoopIntegrator(RBIntegrator):
         # an attached camera ray captured by the loop keeps its derivatives only if grad is
         # enabled for it at the loop entry (only for it: anything else captured stays detached)
         cam_vars = [] if ray_cam is None else [ray_cam.o, ray_cam.d]
-        with dr.resume_grad(*cam_vars, when=ray_cam is not None):
-            while dr.hint(active, mode=loop_mode, label=f"pathdiff ({mode.name})"):
+        # Dr.Jit records a loop body twice when a state variable comes out unchanged (to drop
+        # it), and the Python tracing is a large part of a small render's time. Read-only
+        # inputs are excluded, the rays' time (constant along a path) is the captured
+        # ``time``, and for the sampler's constant increment the loop's invariant-variable
+        # optimization is off when the body ends (on inside it, for nested loops).
+        time = mi.Float(ray.time)
+        if time.state == dr.VarState.Literal and not dr.flag(dr.JitFlag.SymbolicScope):
+            dr.make_opaque(time)  # (a literal would be dropped as "unchanged" too)
+        optimize = dr.flag(dr.JitFlag.OptimizeLoops)
+        with (
+            dr.resume_grad(*cam_vars, when=ray_cam is not None),
+            dr.scoped_set_flag(dr.JitFlag.OptimizeLoops, optimize),
+        ):
+            while dr.hint(
+                active, mode=loop_mode, label=f"pathdiff ({mode.name})", exclude=[max_depth, time]
+            ):
+                dr.set_flag(dr.JitFlag.OptimizeLoops, optimize)
                 shade = active
                 if dr.hint(not grad, mode="scalar"):  # the last vertex only counts if it emits
                     shade &= (depth + 1 < max_depth) | ~pi.is_valid() | pi.shape.is_emitter()
@@ -305,6 +320,7 @@ class PathLoopIntegrator(RBIntegrator):
                     active_next,
                 )
                 ray_next = dr.detach(si).spawn_ray(dr.detach(si).to_world(bs.wo))
+                ray_next.time = time
 
                 # ---- Russian roulette, decided before the next ray is traced -----------------
                 # (Mitsuba's convention: ``rr_depth`` counts the vertices found so far)
@@ -363,6 +379,7 @@ class PathLoopIntegrator(RBIntegrator):
                 prev_bsdf_delta = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
                 ray, pi = ray_next, pi_next
                 depth += 1
+                dr.set_flag(dr.JitFlag.OptimizeLoops, False)  # see above
 
         if dr.hint(replay and mode == dr.ADMode.Forward, mode="scalar"):
             return δL_fwd, valid, [], L

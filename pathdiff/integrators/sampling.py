@@ -65,23 +65,33 @@ def _bent(frame: mi.Frame3f, wi: mi.Vector3f, d: mi.Vector3f, α: mi.Float, s: m
 
 
 class _VariantStruct(type):
-    """Resolves ``DRJIT_STRUCT`` when Dr.Jit asks for it, so that it names the ``PCG32`` of
+    """Resolves ``DRJIT_STRUCT`` when Dr.Jit asks for it, so that it names the ``UInt64`` of
     the variant active then (not the one active when this module was imported)."""
 
     @property
     def DRJIT_STRUCT(cls) -> dict:  # noqa: N802 (Dr.Jit's name)
-        return {"rng": mi.PCG32}
+        return {"state": mi.UInt64}
 
 
 class RNGSampler(metaclass=_VariantStruct):
     """A per-lane PCG32 behind the ``next_1d``/``next_2d`` sampler interface.
 
     Loop state of the replay for estimators that need random numbers the primal pass does
-    not draw (boundary samples); copying it replays the same numbers.
+    not draw (boundary samples); copying it replays the same numbers. Only the generator's
+    ``state`` is traversed (loop state): its increment never changes, and an unchanged loop
+    state variable makes Dr.Jit record a loop body twice.
     """
 
     def __init__(self, rng: mi.PCG32 | None = None):
         self.rng = rng if rng is not None else mi.PCG32()
+
+    @property
+    def state(self) -> mi.UInt64:
+        return self.rng.state
+
+    @state.setter
+    def state(self, value: mi.UInt64) -> None:
+        self.rng.state = value
 
     @staticmethod
     def from_ray(ray: mi.Ray3f, salt: int = 0) -> RNGSampler:

@@ -38,6 +38,7 @@ import drjit as dr
 import mitsuba as mi
 
 from .edges import EdgeGeometry, EdgeSet, StaticEdges
+from .sampling import RNGSampler
 
 #: angular offset (radians) of the two side rays on either side of an edge direction
 EPS_ANGLE = 1e-4
@@ -165,17 +166,29 @@ class SecondaryEdges:
         m_len = dr.norm(m)
         ok = active & (p_hat > 0) & (m_len > 0)
         budget = mi.UInt32(loop.max_depth) - depth - 1
-        L, S = [], []
-        for ray, r in zip(side_rays(si, ω, y, m / m_len), (rng.copy(), rng)):
-            Li, _, _, _ = loop.sample(
-                dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
-            )
-            L.append(Li)
-            S.append(fixed_share(scene, ray, dist, ok) * Li)
+
+        def sides(pcg):
+            """``L⁺ − L⁻`` and its fixed share (the side rays: the expensive part)."""
+            L, S = [], []
+            for ray, r in zip(
+                side_rays(si, ω, y, m / m_len), (RNGSampler(mi.PCG32(pcg)), RNGSampler(pcg))
+            ):
+                Li, _, _, _ = loop.sample(
+                    dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
+                )
+                L.append(Li)
+                S.append(fixed_share(scene, ray, dist, ok) * Li)
+            return r.rng, L[0] - L[1], S[0] - S[1]
+
+        # a symbolic branch: packets without a sample (nothing is a boundary from their
+        # vertices, e.g. on a lone convex mesh) skip the side rays altogether
+        rng.rng, ΔL, ΔS = dr.if_stmt(
+            (rng.rng,), ok, sides, lambda pcg: (pcg, mi.Spectrum(0), mi.Spectrum(0))
+        )
         f = bsdf.eval(ctx, si, si.to_local(ω), ok)
         # 1/pmf of the plain pick becomes (Σ w_j / K) / p̂ (resampling)
         w = dr.select(ok, β * f * _dω_dt(g, y, p, ω) * w_sum / (self.candidates * p_hat * m_len), 0)
-        return w * (L[0] - L[1]), w * (S[0] - S[1]), ω, idx, ok
+        return w * ΔL, w * ΔS, ω, idx, ok
 
 
 def _all_edges(table):
