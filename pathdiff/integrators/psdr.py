@@ -77,7 +77,10 @@ class PSDRIntegrator(PathLoopIntegrator):
     ``edge_samples`` (samples per pixel: primary edges, and boundary segments per moving
     mesh and for the static edges; default: the render's spp), ``boundary_depth`` (largest
     ``K`` in path space, default 4, -1: ``max_depth − 1``; deeper vertices get shading-point
-    edge sampling unless ``secondary`` is false), ``static_edges`` (default true),
+    edge sampling unless ``secondary`` is false), ``glossy_edges`` (default true: segments
+    whose ``x_K`` has a glossy lobe are dropped and shading-point edge sampling, resampled
+    through the lobe, covers those vertices at every depth; the boundary-first direction
+    almost never falls in a narrow lobe towards the camera), ``static_edges`` (default true),
     ``primary``, ``delta_shadows`` (camera-seen shadows of delta lights, :mod:`.shadows`).
     Limits: those of ``pathdiff_edge`` (delta-light shadows seen indirectly are missed);
     static edges seen from a moving ``x_K`` at ``K ≥ 2`` are missed (their ray-attached
@@ -92,6 +95,8 @@ class PSDRIntegrator(PathLoopIntegrator):
         self.secondary = SecondaryEdges(props)
         self.shadows = DeltaShadows(props)
         self.boundary_depth = props.get("boundary_depth", 4)
+        # glossy x_K: shading-point edge sampling through the lobe instead of segments
+        self.glossy_edges = props.get("glossy_edges", True)
         if self.boundary_depth < 0 and self.max_depth == UNBOUNDED_DEPTH:
             raise ValueError("boundary_depth=-1 needs a finite max_depth")
         self.options.update(
@@ -100,6 +105,7 @@ class PSDRIntegrator(PathLoopIntegrator):
             **self.shadows.options(),
             static_edges=self.edges.static,
             boundary_depth=self.boundary_depth,
+            glossy_edges=self.glossy_edges,
         )
 
     def terms(self, scene: mi.Scene, sensor: mi.Sensor | None = None) -> Terms:
@@ -108,9 +114,12 @@ class PSDRIntegrator(PathLoopIntegrator):
         edges = self.edges.edge_set(scene, camera_moves(scene, sensor), self.plugin)
         K = self.path_depth()
         deeper = self.max_depth == UNBOUNDED_DEPTH or K < self.max_depth - 1
+        glossy = self._glossy_to_vertex_term()
         return Terms(
             vertex=vertex_terms(
-                self.secondary.term(self, edges, min_depth=K) if deeper else None,
+                self.secondary.term(self, edges, min_depth=K, glossy=glossy)
+                if deeper or glossy
+                else None,
                 self.shadows.term(self, scene, edges),
             ),
             boundary=[
@@ -119,6 +128,11 @@ class PSDRIntegrator(PathLoopIntegrator):
                 partial(self.shadows.image, edges=edges, loop=self, primary=self.primary),
             ],
         )
+
+    def _glossy_to_vertex_term(self) -> bool:
+        """Whether boundary segments whose ``x_K`` is glossy are left to shading-point edge
+        sampling (``glossy_edges``; needs the ``secondary`` term)."""
+        return bool(self.glossy_edges and self.secondary.enabled and self.path_depth() > 0)
 
     def path_depth(self) -> int:
         """Largest boundary depth ``K`` sampled in path space."""
@@ -217,6 +231,8 @@ class PSDRIntegrator(PathLoopIntegrator):
         ok &= si.is_valid() & ~own & g.candidate(si.p) & (m_len > 0)
         if static:  # seen from a moving receiver, or from any camera hit of a moving camera
             ok &= edges.on_moving(si) | edges.camera
+        if self._glossy_to_vertex_term():  # the domain is split by the BSDF at x_K
+            ok &= ~mi.has_flag(si.bsdf().flags(), mi.BSDFFlags.Glossy)
         dist = dr.select(uniform, 0, ds.dist)
         return Segment(idx, pmf, ω, m / m_len, si, y, uniform, dist, ok)
 

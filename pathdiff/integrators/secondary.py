@@ -89,9 +89,10 @@ class SecondaryEdges:
     def options(self) -> dict:
         return {"secondary": self.enabled, "edge_candidates": self.candidates}
 
-    def term(self, loop, edges: EdgeSet, min_depth: int = 0):
+    def term(self, loop, edges: EdgeSet, min_depth: int = 0, glossy: bool = False):
         """The vertex term of one render (``None`` if nothing moves), applied at path depths
-        ``≥ min_depth``."""
+        ``≥ min_depth`` and, with ``glossy``, also below at vertices whose BSDF has a glossy
+        lobe (``pathdiff_psdr`` leaves those to this term)."""
         if not self.enabled or not (edges.moving or (edges.camera and edges.static)):
             return None
 
@@ -102,7 +103,11 @@ class SecondaryEdges:
             edge_arrays = {id(t): _all_edges(t) for t, _ in edges.moving + edges.static}
 
         def vertex_term(scene, si, bsdf, β, depth, rng, active) -> mi.Spectrum:
-            active = active & (depth >= min_depth) if min_depth else active
+            if min_depth:
+                here = depth >= min_depth
+                if glossy:
+                    here |= mi.has_flag(bsdf.flags(), mi.BSDFFlags.Glossy)
+                active = active & here
             return self._term(loop, scene, edges, edge_arrays, si, bsdf, β, depth, rng, active)
 
         return vertex_term
