@@ -173,17 +173,17 @@ class SecondaryEdges:
         budget = mi.UInt32(loop.max_depth) - depth - 1
 
         def sides(pcg):
-            """``L⁺ − L⁻`` and its fixed share (the side rays: the expensive part)."""
+            """``L⁺ − L⁻`` and its fixed share (the side rays: the expensive part), with the
+            same random numbers on both sides; returns the generator after the "−" side."""
+            plus, minus = RNGSampler(mi.PCG32(pcg)), RNGSampler(pcg)
             L, S = [], []
-            for ray, r in zip(
-                side_rays(si, ω, y, m / m_len), (RNGSampler(mi.PCG32(pcg)), RNGSampler(pcg))
-            ):
+            for ray, r in zip(side_rays(si, ω, y, m / m_len), (plus, minus)):
                 Li, _, _, _ = loop.sample(
                     dr.ADMode.Primal, scene, r, ray, active=ok, max_depth=budget, camera=False
                 )
                 L.append(Li)
                 S.append(fixed_share(scene, ray, dist, ok) * Li)
-            return r.rng, L[0] - L[1], S[0] - S[1]
+            return minus.rng, L[0] - L[1], S[0] - S[1]
 
         # a symbolic branch: packets without a sample (nothing is a boundary from their
         # vertices, e.g. on a lone convex mesh) skip the side rays altogether
