@@ -68,6 +68,27 @@ def assert_matches_fd(
     assert result.passed, f"z = {result.z.round(2)}, threshold {result.threshold:.2f}"
 
 
+def load_problem(name: str, estimator: str):
+    """A problem of the ``pathdiff bench`` suite at its reference resolution: the scene, its
+    parameter resolved for ``estimator`` and the stored FD reference."""
+    from pathdiff.bench.make_references import load_reference
+    from pathdiff.bench.problems import load, problem, resolve
+
+    p = problem(name)
+    ref = load_reference(p)
+    scene = load(p, ref["settings"]["res"])
+    return scene, resolve(p, scene, estimator=estimator), ref
+
+
+def tile_variance(runs: list[np.ndarray], tiles: int = 4) -> float:
+    """``Σ`` over ``tiles × tiles`` tiles of the variance across ``runs`` of each tile's sum
+    (channels summed): a noise measure of derivative images that cannot cancel."""
+    a = np.stack(runs).sum(-1)
+    n, h, w = a.shape
+    t = a[:, : h - h % tiles, : w - w % tiles].reshape(n, tiles, h // tiles, tiles, w // tiles)
+    return float(t.sum(axis=(2, 4)).var(axis=0, ddof=1).sum())
+
+
 @pytest.fixture(scope="session")
 def pd():
     import pathdiff

@@ -10,18 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import load_problem, tile_variance
 
 REFLECTION = "reflection"
-
-
-def _problem(pd):
-    from pathdiff.bench.make_references import load_reference
-    from pathdiff.bench.problems import load, problem, resolve
-
-    p = problem(REFLECTION)
-    ref = load_reference(p)
-    scene = load(p, ref["settings"]["res"])
-    return scene, resolve(p, scene, estimator="edge"), ref
 
 
 def _runs(pd, scene, spec, k: int, spp: int, seeds: int) -> list[np.ndarray]:
@@ -31,19 +22,12 @@ def _runs(pd, scene, spec, k: int, spp: int, seeds: int) -> list[np.ndarray]:
     ]
 
 
-def _tile_variance(runs: list[np.ndarray], tiles: int = 4) -> float:
-    a = np.stack(runs).sum(-1)
-    n, h, w = a.shape
-    t = a[:, : h - h % tiles, : w - w % tiles].reshape(n, tiles, h // tiles, tiles, w // tiles)
-    return float(t.sum(axis=(2, 4)).var(axis=0, ddof=1).sum())
-
-
 def test_resampling_concentrates_on_the_glossy_lobe(pd):
     """Equal spp, same seeds: the variance of the 4 × 4 tile sums drops with 8 candidates
     (measured 16 × 64 spp: rel. RMSE 1.64 -> 0.70 against the suite's reference)."""
-    scene, spec, _ = _problem(pd)
-    plain = _tile_variance(_runs(pd, scene, spec, 1, spp=16, seeds=16))
-    resampled = _tile_variance(_runs(pd, scene, spec, 8, spp=16, seeds=16))
+    scene, spec, _ = load_problem(REFLECTION, "edge")
+    plain = tile_variance(_runs(pd, scene, spec, 1, spp=16, seeds=16))
+    resampled = tile_variance(_runs(pd, scene, spec, 8, spp=16, seeds=16))
     assert resampled < 0.5 * plain, (resampled, plain)
 
 
@@ -54,13 +38,13 @@ def test_resampled_picks_are_unbiased(pd, k):
     random-weight losses within the Student-t threshold, with and without resampling."""
     from pathdiff.bench.run import bias
 
-    scene, spec, ref = _problem(pd)
+    scene, spec, ref = load_problem(REFLECTION, "edge")
     _, _, z, threshold = bias(_runs(pd, scene, spec, k, spp=64, seeds=16), ref["stats"])
     assert z < threshold, (z, threshold)
 
 
 @pytest.mark.parametrize("k", [0, 2.5])
 def test_candidates_must_be_a_positive_integer(pd, k):
-    scene, spec, _ = _problem(pd)
+    scene, spec, _ = load_problem(REFLECTION, "edge")
     with pytest.raises(ValueError, match="edge_candidates must be an integer >= 1"):
         pd.derivative(scene, spec, "edge", spp=1, edge_candidates=k)

@@ -15,16 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-
-def _problem(name: str):
-    from pathdiff.bench.make_references import load_reference
-    from pathdiff.bench.problems import load, problem, resolve
-
-    p = problem(name)
-    ref = load_reference(p)
-    scene = load(p, ref["settings"]["res"])
-    return scene, resolve(p, scene, estimator="psdr"), ref
+from conftest import load_problem, tile_variance
 
 
 def _runs(pd, scene, spec, glossy: bool, spp: int, seeds: int) -> list[np.ndarray]:
@@ -34,20 +25,13 @@ def _runs(pd, scene, spec, glossy: bool, spp: int, seeds: int) -> list[np.ndarra
     ]
 
 
-def _tile_variance(runs: list[np.ndarray], tiles: int = 4) -> float:
-    a = np.stack(runs).sum(-1)
-    n, h, w = a.shape
-    t = a[:, : h - h % tiles, : w - w % tiles].reshape(n, tiles, h // tiles, tiles, w // tiles)
-    return float(t.sum(axis=(2, 4)).var(axis=0, ddof=1).sum())
-
-
 def test_glossy_vertices_get_shading_point_edges(pd):
     """Equal spp, same seeds: the tile variance of the reflection problem falls by more than
     3x (12 seeds x 16 spp, four seed sets: 5x-35x, the segments' variance heavy-tailed;
     16 x 64 spp: rel. RMSE 5.85 -> 0.66 against the suite's reference)."""
-    scene, spec, _ = _problem("reflection")
-    split = _tile_variance(_runs(pd, scene, spec, True, spp=16, seeds=12))
-    segments = _tile_variance(_runs(pd, scene, spec, False, spp=16, seeds=12))
+    scene, spec, _ = load_problem("reflection", "psdr")
+    split = tile_variance(_runs(pd, scene, spec, True, spp=16, seeds=12))
+    segments = tile_variance(_runs(pd, scene, spec, False, spp=16, seeds=12))
     assert 3 * split < segments, (split, segments)
 
 
@@ -56,7 +40,7 @@ def test_split_is_unbiased(pd):
     image total and random-weight losses within the Student-t threshold."""
     from pathdiff.bench.run import bias
 
-    scene, spec, ref = _problem("reflection")
+    scene, spec, ref = load_problem("reflection", "psdr")
     _, _, z, threshold = bias(_runs(pd, scene, spec, True, spp=64, seeds=16), ref["stats"])
     assert z < threshold, (z, threshold)
 
@@ -67,7 +51,7 @@ def test_segments_alone_are_unbiased(pd):
     same reference: the split moves work between two estimators of one integral."""
     from pathdiff.bench.run import bias
 
-    scene, spec, ref = _problem("reflection")
+    scene, spec, ref = load_problem("reflection", "psdr")
     _, _, z, threshold = bias(_runs(pd, scene, spec, False, spp=64, seeds=32), ref["stats"])
     assert z < threshold, (z, threshold)
 
@@ -75,7 +59,7 @@ def test_segments_alone_are_unbiased(pd):
 def test_no_glossy_vertex_no_change(pd):
     """The ``shadow`` problem has only diffuse surfaces: same seeds, the same image to float
     rounding (the two kernels differ: measured 1e-6 relative on 1 % of the pixels)."""
-    scene, spec, _ = _problem("shadow")
+    scene, spec, _ = load_problem("shadow", "psdr")
     on = _runs(pd, scene, spec, True, spp=4, seeds=2)
     off = _runs(pd, scene, spec, False, spp=4, seeds=2)
     assert np.abs(np.stack(on)).sum() > 0
